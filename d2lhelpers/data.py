@@ -1,0 +1,315 @@
+"""Image folders -> decoded-once uint8 tensors -> batched augmentation -> training batches.
+
+The fast data path works in three stages, each a small piece:
+
+1. :func:`decode_folder` reads an ImageFolder layout (``split/<class>/<image>``) once, decodes
+   every image to RGB, resizes it to a square ``stored_size`` and keeps the result as one uint8
+   array ``(N, 3, S, S)``. The array is cached on disk (``.npy``), so a second notebook or a
+   second run does not decode again; it is held in memory up to ``ram_budget`` bytes and
+   memory-mapped above that.
+2. :class:`Recipe` holds the chapter's augmentation settings in one place.
+3. :class:`BatchLoader` draws batches and augments them *as a batch* on the training device:
+   random resized crop (one ``roi_align`` call for the whole batch), horizontal flip and
+   ImageNet normalisation for training; a centre crop and the same normalisation for testing.
+
+The test transform equals the chapter's ``Resize([256, 256])`` + ``CenterCrop(224)`` (with
+``S = 256`` for a 224 crop). The training crop is taken from the squashed ``S x S`` image
+rather than from the original photo, so its aspect-ratio jitter is relative to that square.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.ops import roi_align
+from tqdm.auto import tqdm
+
+from .images import BadImageError, list_class_folder, load_rgb
+
+HOTDOG_CLASSES = ("hotdog", "not-hotdog")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CACHE_FORMAT = 1
+DEFAULT_RAM_BUDGET = 2 << 30  # bytes of decoded pixels held in memory; above: memory-mapped
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The chapter's image recipe for crop size ``size`` (224 for ImageNet models)."""
+
+    size: int = 224
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    resize_ratio: float = 256 / 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.size < 8:
+            raise ValueError(f"Recipe.size must be at least 8 pixels, got {self.size}.")
+
+    @property
+    def stored_size(self) -> int:
+        """Side of the square images kept in the decoded cache (256 for a 224 crop)."""
+        return round(self.size * self.resize_ratio)
+
+
+@dataclass
+class DecodedImages:
+    """A split decoded once: ``pixels`` (N, 3, S, S) uint8, ``labels`` (N,), source paths."""
+
+    pixels: torch.Tensor | np.ndarray
+    labels: torch.Tensor
+    paths: list[str]
+    classes: tuple[str, ...]
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def stored_size(self) -> int:
+        return int(self.pixels.shape[-1])
+
+    def counts(self) -> dict[str, int]:
+        """Number of images per class name."""
+        per_label = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
+        return dict(zip(self.classes, per_label, strict=True))
+
+    def gather(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The uint8 images and labels at ``index`` (a 1-D int64 tensor)."""
+        if isinstance(self.pixels, torch.Tensor):
+            return self.pixels[index], self.labels[index]
+        order = torch.argsort(index)  # memory-mapped: read in file order, then restore order
+        rows = torch.from_numpy(np.take(self.pixels, index[order].numpy(), axis=0))
+        return rows[torch.argsort(order)], self.labels[index]
+
+
+def _decode_one(path: Path, stored_size: int) -> np.ndarray | str:
+    """One image as (3, S, S) uint8, or the reason it was skipped."""
+    try:
+        img = load_rgb(path, size=stored_size)
+    except BadImageError as err:
+        return str(err)
+    img = img.resize((stored_size, stored_size), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _cache_key(items: Sequence[tuple[Path, int]], stored_size: int) -> str:
+    digest = hashlib.sha1(f"v{CACHE_FORMAT} {stored_size}".encode())
+    for path, label in items:
+        stat = path.stat()
+        digest.update(f"{path}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _atomic_write(target: Path, write) -> None:
+    """Write via ``write(file_object)`` into a temporary file, then rename onto ``target``."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _decode_all(items: Sequence[tuple[Path, int]], stored_size: int, desc: str):
+    """Decode in threads (PIL releases the GIL); returns pixels, labels, paths, skipped."""
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(
+            tqdm(
+                pool.map(lambda item: _decode_one(item[0], stored_size), items),
+                total=len(items),
+                desc=desc,
+                unit="img",
+                leave=False,
+            )
+        )
+    keep = [i for i, r in enumerate(results) if not isinstance(r, str)]
+    skipped = [r for r in results if isinstance(r, str)]
+    pixels = np.stack([results[i] for i in keep]) if keep else np.zeros((0, 3, 1, 1), np.uint8)
+    labels = [items[i][1] for i in keep]
+    paths = [str(items[i][0]) for i in keep]
+    return pixels, labels, paths, skipped
+
+
+def decode_folder(
+    split_dir: str | os.PathLike,
+    stored_size: int,
+    classes: tuple[str, ...] = HOTDOG_CLASSES,
+    cache_dir: str | os.PathLike | None = None,
+    ram_budget: int = DEFAULT_RAM_BUDGET,
+) -> DecodedImages:
+    """Decode ``split_dir/<class>/*`` once into a :class:`DecodedImages`.
+
+    Bad image files are skipped and listed in a single warning; a class left without any
+    readable image is an error. ``cache_dir`` defaults to ``<split_dir>/../.decoded``.
+    """
+    split_dir = Path(split_dir)
+    items = list_class_folder(split_dir, classes)
+    cache_dir = Path(cache_dir) if cache_dir is not None else split_dir.parent / ".decoded"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    stem = cache_dir / f"{split_dir.name}-{stored_size}px-{_cache_key(items, stored_size)}"
+    meta_path, pixel_path = stem.with_suffix(".json"), stem.with_suffix(".npy")
+    if not (meta_path.exists() and pixel_path.exists()):
+        pixels, labels, paths, skipped = _decode_all(items, stored_size, f"decode {split_dir.name}")
+        _atomic_write(pixel_path, lambda f: np.save(f, pixels))
+        meta = {"labels": labels, "paths": paths, "skipped": skipped}
+        _atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
+    meta = json.loads(meta_path.read_text())
+    pixels = np.load(pixel_path, mmap_mode="r")
+    pixels = torch.from_numpy(np.array(pixels)) if pixels.nbytes <= ram_budget else pixels
+    images = DecodedImages(
+        pixels, torch.tensor(meta["labels"], dtype=torch.int64), meta["paths"], classes
+    )
+    images.skipped = meta["skipped"]
+    _check_decoded(images, split_dir)
+    return images
+
+
+def _check_decoded(images: DecodedImages, split_dir: Path) -> None:
+    if images.skipped:
+        listing = "\n  ".join(images.skipped)
+        warnings.warn(
+            f"Skipped {len(images.skipped)} unreadable image file(s) in {split_dir}:\n  {listing}",
+            stacklevel=3,
+        )
+    empty = [name for name, n in images.counts().items() if n == 0]
+    if empty:
+        raise ValueError(
+            f"No readable image left in class folder(s) {', '.join(empty)} of {split_dir}."
+        )
+
+
+class BatchLoader:
+    """Batches of a :class:`DecodedImages` split, augmented as whole batches on ``device``.
+
+    Training batches are reshuffled every epoch from a seeded generator, so the same seed gives
+    the same sequence of batches. A trailing training batch of one image is dropped (BatchNorm
+    cannot normalise a single example).
+    """
+
+    def __init__(
+        self,
+        images: DecodedImages,
+        batch_size: int,
+        recipe: Recipe,
+        *,
+        train: bool,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        channels_last: bool = True,
+    ) -> None:
+        if batch_size < (2 if train else 1):
+            raise ValueError(
+                f"batch_size must be at least {2 if train else 1} "
+                f"{'for training (BatchNorm needs two examples)' if train else ''}, "
+                f"got {batch_size}."
+            )
+        if recipe.size > images.stored_size:
+            raise ValueError(
+                f"Crop size {recipe.size} exceeds the decoded image size {images.stored_size}; "
+                f"decode with stored_size={recipe.stored_size}."
+            )
+        self.images, self.batch_size, self.recipe, self.train = images, batch_size, recipe, train
+        self.device = torch.device(device)
+        self.channels_last = channels_last
+        self.generator = torch.Generator().manual_seed(seed)
+        std = torch.tensor(recipe.std).view(1, 3, 1, 1)
+        self._scale = (1.0 / (255.0 * std)).to(self.device)
+        self._shift = (torch.tensor(recipe.mean).view(1, 3, 1, 1) / std).to(self.device)
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        full, rest = divmod(n, self.batch_size)
+        return full + (1 if rest > 1 or (rest == 1 and not self.train) else 0)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.images)
+        order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            index = order[start : start + self.batch_size]
+            if self.train and len(index) == 1:
+                break
+            pixels, labels = self.images.gather(index)
+            yield self._prepare(pixels), labels.to(self.device, non_blocking=True)
+
+    def _prepare(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            pixels = pixels.pin_memory()
+        pixels = pixels.to(self.device, non_blocking=True)
+        x = self._random_crops(pixels) if self.train else self._center_crops(pixels)
+        if self.train:
+            flip = torch.rand(len(x), generator=self.generator) < 0.5
+            x = torch.where(flip.to(self.device).view(-1, 1, 1, 1), x.flip(-1), x)
+        x = x * self._scale - self._shift
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _center_crops(self, pixels: torch.Tensor) -> torch.Tensor:
+        size, side = self.recipe.size, pixels.shape[-1]
+        top = round((side - size) / 2.0)
+        return pixels[..., top : top + size, top : top + size].float()
+
+    def _random_crops(self, pixels: torch.Tensor) -> torch.Tensor:
+        boxes = random_crop_boxes(len(pixels), pixels.shape[-1], self.recipe, self.generator)
+        boxes = torch.cat([torch.arange(len(pixels), dtype=boxes.dtype)[:, None], boxes], 1)
+        size = self.recipe.size
+        return roi_align(
+            pixels.float(), boxes.to(self.device), (size, size), sampling_ratio=2, aligned=True
+        )
+
+
+def random_crop_boxes(
+    n: int, side: int, recipe: Recipe, generator: torch.Generator, attempts: int = 10
+) -> torch.Tensor:
+    """``n`` crop boxes ``(x1, y1, x2, y2)`` drawn as torchvision's RandomResizedCrop draws them.
+
+    For each image, up to ``attempts`` (area, aspect) pairs are drawn; the first one that fits
+    inside the ``side x side`` image is used, else the whole image.
+    """
+    area = side * side * torch.empty(n, attempts).uniform_(*recipe.scale, generator=generator)
+    log_lo, log_hi = np.log(recipe.ratio[0]), np.log(recipe.ratio[1])
+    aspect = torch.exp(torch.empty(n, attempts).uniform_(log_lo, log_hi, generator=generator))
+    w, h = torch.sqrt(area * aspect).round(), torch.sqrt(area / aspect).round()
+    fits = (w <= side) & (h <= side) & (w > 0) & (h > 0)
+    first = torch.argmax(fits.int(), dim=1, keepdim=True)
+    w, h = w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1)
+    none_fit = ~fits.any(dim=1)
+    w[none_fit], h[none_fit] = side, side
+    x1 = torch.rand(n, generator=generator) * (side - w)
+    y1 = torch.rand(n, generator=generator) * (side - h)
+    return torch.stack([x1, y1, x1 + w, y1 + h], dim=1)
+
+
+def hotdog_loaders(
+    root: str | os.PathLike,
+    batch_size: int,
+    recipe: Recipe,
+    *,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> tuple[BatchLoader, BatchLoader]:
+    """Training and test loaders of a hot dog folder ``root/{train,test}/{hotdog,not-hotdog}``."""
+    root = Path(root)
+    train = decode_folder(root / "train", recipe.stored_size)
+    test = decode_folder(root / "test", recipe.stored_size)
+    return (
+        BatchLoader(train, batch_size, recipe, train=True, device=device, seed=seed),
+        BatchLoader(test, batch_size, recipe, train=False, device=device),
+    )

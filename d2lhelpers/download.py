@@ -1,0 +1,364 @@
+"""Verified downloads and safe zip extraction.
+
+``download`` fetches a file over HTTP(S) with retries, checks its SHA-1 while streaming and only
+ever puts a verified file at its destination. ``extract_zip`` unpacks an archive whose members
+live under one top folder, refusing unsafe members, so that the top folder appears complete or
+not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import warnings
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from tqdm.auto import tqdm
+
+__all__ = [
+    "STANDIN_ENV_VAR",
+    "ChecksumError",
+    "CorruptArchiveError",
+    "DownloadError",
+    "UnsafeArchiveError",
+    "download",
+    "extract_zip",
+    "sha1_of",
+]
+
+STANDIN_ENV_VAR = "D2LHELPERS_DATA_SOURCE"
+"""Environment variable that switches the book to its offline stand-in data (value ``standin``)."""
+
+_CHUNK_SIZE = 1 << 16
+_USER_AGENT = "d2lhelpers-download/1.0 (+urllib)"
+_SHA1_RE = re.compile(r"[0-9a-f]{40}")
+_DRIVE_RE = re.compile(r"[A-Za-z]:")
+_JUNK_TOP_LEVEL = ("__MACOSX",)
+
+
+class DownloadError(RuntimeError):
+    """A download failed: network errors after all retries, an HTTP error, or no network."""
+
+
+class ChecksumError(ValueError):
+    """A file's SHA-1 differs from the expected one."""
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive member would be written outside its folder, or is a link."""
+
+
+class CorruptArchiveError(ValueError):
+    """An archive is not a readable zip, fails its CRC checks, or lacks the expected folder."""
+
+
+_NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.IncompleteRead)
+
+
+class _TruncatedResponseError(ConnectionError):
+    """The server closed the connection before sending the whole body."""
+
+
+# --------------------------------------------------------------------------------------------
+# Hashing
+# --------------------------------------------------------------------------------------------
+
+
+def sha1_of(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Return the SHA-1 of the file at ``path`` as 40 lowercase hex characters."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _normalise_sha1(sha1: str) -> str:
+    """Return ``sha1`` in lowercase, or raise ValueError if it is not 40 hex characters."""
+    normalised = sha1.lower() if isinstance(sha1, str) else ""
+    if not _SHA1_RE.fullmatch(normalised):
+        raise ValueError(f"Expected a SHA-1 of 40 hex characters, got {sha1!r}.")
+    return normalised
+
+
+# --------------------------------------------------------------------------------------------
+# Download
+# --------------------------------------------------------------------------------------------
+
+
+def download(
+    url: str,
+    dest: Path,
+    sha1: str,
+    *,
+    retries: int = 3,
+    backoff: float = 1.0,
+    timeout: float = 30.0,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` to ``dest`` and verify its SHA-1; return ``dest``.
+
+    A file already at ``dest`` with the right SHA-1 is returned without network access; one with
+    a wrong SHA-1 is deleted (with a warning) and downloaded again. The body is streamed into a
+    temporary ``.part`` file next to ``dest`` that is moved onto ``dest`` only once verified, so
+    ``dest`` never holds an unverified file. Connection errors, truncated bodies, HTTP 5xx and
+    429 are retried ``retries`` more times, waiting ``backoff * 2**attempt`` seconds.
+
+    Raises:
+        ValueError: ``sha1`` is not 40 hex characters, or ``retries`` is negative.
+        ChecksumError: the downloaded file has a different SHA-1.
+        DownloadError: the file could not be fetched.
+    """
+    expected = _normalise_sha1(sha1)
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}.")
+    dest = Path(dest)
+    if dest.is_file():
+        actual = sha1_of(dest)
+        if actual == expected:
+            return dest
+        warnings.warn(
+            f"{dest} has SHA-1 {actual}, expected {expected}; deleting it and downloading again.",
+            stacklevel=2,
+        )
+        dest.unlink()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return _download_with_retries(url, dest, expected, retries, backoff, timeout, progress)
+
+
+def _download_with_retries(
+    url: str,
+    dest: Path,
+    expected: str,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    progress: bool,
+) -> Path:
+    """Call ``_fetch_once`` until it succeeds, retrying only transient failures."""
+    for attempt in range(retries + 1):
+        try:
+            return _fetch_once(url, dest, expected, timeout, progress)
+        except _NETWORK_ERRORS as err:
+            if isinstance(err, urllib.error.HTTPError):
+                err.close()
+            if not _is_transient(err) or attempt == retries:
+                message = _failure_message(url, dest, expected, err, attempt + 1)
+                raise DownloadError(message) from err
+        time.sleep(backoff * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _is_transient(err: BaseException) -> bool:
+    """True for failures worth retrying: network-level errors, HTTP 5xx and 429.
+
+    A URLError counts only when its reason is socket-level (an OSError).
+    """
+    if isinstance(err, urllib.error.HTTPError):
+        return err.code >= 500 or err.code == 429
+    if isinstance(err, urllib.error.URLError):
+        return isinstance(err.reason, OSError)
+    return isinstance(err, (ConnectionError, TimeoutError, http.client.IncompleteRead))
+
+
+def _failure_message(url: str, dest: Path, expected: str, err: BaseException, tries: int) -> str:
+    """Explain a failed download and how to proceed without the network."""
+    return (
+        f"Could not download {url} ({tries} attempt{'s' if tries != 1 else ''}); "
+        f"last error: {err!r}.\n"
+        "You may be offline, or the URL may have changed. You can either\n"
+        f"  - put the file at {dest} by hand (its SHA-1 must be {expected}), or\n"
+        f"  - use the offline stand-in data: set the environment variable "
+        f"{STANDIN_ENV_VAR}=standin."
+    )
+
+
+def _fetch_once(url: str, dest: Path, expected: str, timeout: float, progress: bool) -> Path:
+    """Stream ``url`` into a ``.part`` file beside ``dest``; move it onto ``dest`` if verified."""
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    part: Path | None = None
+    try:
+        with (
+            urllib.request.urlopen(request, timeout=timeout) as response,
+            tempfile.NamedTemporaryFile(
+                dir=dest.parent, prefix=dest.name + ".", suffix=".part", delete=False
+            ) as out,
+        ):
+            part = Path(out.name)
+            actual = _stream(response, out, _content_length(response), progress, dest.name)
+            out.flush()
+            os.fsync(out.fileno())
+        if actual != expected:
+            raise ChecksumError(
+                f"SHA-1 mismatch for {dest.name} downloaded from {url}: expected {expected}, "
+                f"got {actual}. The file was discarded and {dest} was not written. Try again; "
+                "if it keeps failing, the URL serves a different file: put the right file at "
+                f"{dest} by hand, or set the environment variable {STANDIN_ENV_VAR}=standin "
+                "to use the offline stand-in data."
+            )
+        os.replace(part, dest)
+        part = None
+    finally:
+        if part is not None:
+            part.unlink(missing_ok=True)
+    return dest
+
+
+def _content_length(response: http.client.HTTPResponse) -> int | None:
+    """Return the Content-Length header as an int, or None when absent or invalid."""
+    value = response.headers.get("Content-Length")
+    try:
+        length = int(value) if value is not None else None
+    except ValueError:
+        return None
+    return length if length is not None and length >= 0 else None
+
+
+def _stream(response: BinaryIO, out: BinaryIO, total: int | None, progress: bool, desc: str) -> str:
+    """Copy ``response`` to ``out`` with a progress bar; return the SHA-1 of what was copied."""
+    digest = hashlib.sha1()
+    received = 0
+    with tqdm(
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress
+    ) as bar:
+        for chunk in iter(lambda: response.read(_CHUNK_SIZE), b""):
+            out.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
+            bar.update(len(chunk))
+    if total is not None and received != total:
+        raise _TruncatedResponseError(f"response truncated: received {received} of {total} bytes")
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Extraction
+# --------------------------------------------------------------------------------------------
+
+
+def extract_zip(archive: Path, dest_dir: Path, top: str) -> Path:
+    """Extract the folder ``top`` of the zip ``archive`` to ``dest_dir / top``; return that path.
+
+    If ``dest_dir / top`` exists it is returned at once. Otherwise every member is checked
+    first (no absolute paths, no ``..``, no links, nothing outside ``top/`` except
+    ``__MACOSX/`` junk, which is skipped), the members are written into a fresh temporary folder
+    inside ``dest_dir``, and ``top`` is then renamed into place, so ``dest_dir / top`` only ever
+    exists complete. The temporary folder is removed whatever happens.
+
+    Raises:
+        ValueError: ``top`` is not a plain folder name.
+        UnsafeArchiveError: a member is unsafe or outside ``top/``.
+        CorruptArchiveError: the file is not a zip, fails a CRC check, or lacks ``top``.
+    """
+    archive, dest_dir = Path(archive), Path(dest_dir)
+    _check_top(top)
+    target = dest_dir / top
+    if target.exists():
+        return target
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest_dir, prefix=f".{top}-extract-"))
+    try:
+        _extract_into(archive, tmp, top)
+        try:
+            os.rename(tmp / top, target)
+        except OSError:
+            if not target.is_dir():  # not simply another run finishing first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _check_top(top: str) -> None:
+    """Raise ValueError unless ``top`` is a single, plain path component."""
+    if not top or top in {".", ".."} or "/" in top or "\\" in top or _DRIVE_RE.match(top):
+        raise ValueError(f"top must be a plain folder name, got {top!r}.")
+
+
+def _corrupt_message(archive: Path, err: BaseException) -> str:
+    """Explain that ``archive`` is unreadable and how to recover."""
+    return (
+        f"{archive} is not a valid zip archive or is corrupt ({err}). "
+        "Delete it and download it again."
+    )
+
+
+def _extract_into(archive: Path, tmp: Path, top: str) -> None:
+    """Validate all members of ``archive``, then write them under ``tmp``."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            plan = _plan_members(zf, archive, top)
+            root = tmp.resolve()
+            (root / top).mkdir()
+            for info, relative in plan:
+                _write_member(zf, info, root, relative, archive)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise CorruptArchiveError(_corrupt_message(archive, err)) from err
+
+
+def _plan_members(
+    zf: zipfile.ZipFile, archive: Path, top: str
+) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    """Check every member and return those to write, with their safe relative paths."""
+    plan: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
+    outside: list[str] = []
+    found: set[str] = set()
+    for info in zf.infolist():
+        parts = _safe_parts(info, archive)
+        if not parts or parts[0] in _JUNK_TOP_LEVEL:
+            continue
+        found.add(parts[0])
+        if parts[0] != top:
+            outside.append(info.filename)
+        elif len(parts) > 1:
+            plan.append((info, PurePosixPath(*parts)))
+        elif not info.is_dir():
+            outside.append(info.filename)  # a file named like the top folder
+    if top not in found:
+        listed = ", ".join(sorted(found)) or "none"
+        raise CorruptArchiveError(
+            f"{archive} has no top-level folder {top!r} (found: {listed}). "
+            "Delete it and download it again."
+        )
+    if outside:
+        raise UnsafeArchiveError(f"{archive}: member {outside[0]!r} is outside {top + '/'!r}.")
+    return plan
+
+
+def _safe_parts(info: zipfile.ZipInfo, archive: Path) -> list[str]:
+    """Return the path components of ``info``, or raise UnsafeArchiveError if it is unsafe."""
+    name = info.filename.replace("\\", "/")
+    if name.startswith("/") or _DRIVE_RE.match(name):
+        raise UnsafeArchiveError(f"{archive}: member {info.filename!r} has an absolute path.")
+    parts = [part for part in name.split("/") if part not in {"", "."}]
+    if ".." in parts:
+        raise UnsafeArchiveError(f"{archive}: member {info.filename!r} contains '..'.")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link.")
+    return parts
+
+
+def _write_member(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path, relative: PurePosixPath, archive: Path
+) -> None:
+    """Write one validated member below ``root`` (a resolved path)."""
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise UnsafeArchiveError(f"{archive}: member {info.filename!r} resolves outside {root}.")
+    if info.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zf.open(info) as src, open(path, "wb") as dst:
+        shutil.copyfileobj(src, dst, _CHUNK_SIZE)

@@ -1,0 +1,99 @@
+"""Finding image files in an ImageFolder layout and decoding them robustly to RGB.
+
+Policy for bad files (documented in the README and tested):
+
+* hidden files (``.DS_Store``, ``._x.jpg``), ``Thumbs.db`` and files whose suffix is not an
+  image suffix are ignored silently;
+* grayscale, palette, RGBA/LA, CMYK, 16-bit and EXIF-rotated images are converted to upright
+  RGB (transparent areas become white);
+* unreadable, truncated and zero-byte images are *skipped*: the caller collects them and
+  reports every path in one warning (see :func:`d2lhelpers.data.decode_folder`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be decoded (unreadable, truncated, empty)."""
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a visible file with an image suffix; hidden and system files are False."""
+    name = path.name
+    if name.startswith(".") or name.lower() in IGNORED_NAMES:
+        return False
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def list_class_folder(split_dir: Path, classes: tuple[str, ...]) -> list[tuple[Path, int]]:
+    """List ``(path, label)`` for every image in ``split_dir/<class>/``, sorted by path.
+
+    Raises FileNotFoundError for a missing split or class folder and ValueError for a class
+    folder without any image file; both name the path.
+    """
+    if not split_dir.is_dir():
+        raise FileNotFoundError(
+            f"Missing data split folder {split_dir}: expected subfolders {', '.join(classes)}."
+        )
+    items: list[tuple[Path, int]] = []
+    for label, name in enumerate(classes):
+        folder = split_dir / name
+        if not folder.is_dir():
+            raise FileNotFoundError(f"Missing class folder {folder} (classes: {classes}).")
+        files = sorted(p for p in folder.iterdir() if is_image_file(p))
+        if not files:
+            raise ValueError(
+                f"Class folder {folder} holds no image files "
+                f"(accepted suffixes: {' '.join(sorted(IMAGE_SUFFIXES))})."
+            )
+        items.extend((path, label) for path in files)
+    return items
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB; alpha is composited on white, 16-bit is scaled down."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr, mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def load_rgb(path: Path, size: int | None = None) -> Image.Image:
+    """Decode ``path`` to an upright RGB image; ``size`` lets JPEG decode at reduced scale.
+
+    Raises BadImageError naming the file when it is empty, truncated or not an image.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if size is not None and img.format == "JPEG":
+                    img.draft("RGB", (size, size))  # DCT scaling: never below ``size``
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+    ) as err:
+        raise BadImageError(f"{path}: {type(err).__name__}: {err}") from err

@@ -1,0 +1,151 @@
+"""Model surgery for fine-tuning: find and replace the output layer, parameter groups, freezing.
+
+Works on torchvision classifiers: ResNet (``fc``), MobileNetV3 / EfficientNet / ConvNeXt
+(the last ``Linear`` of ``classifier``) and ViT (``heads.head``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.models import ResNet18_Weights, resnet18
+from torchvision.ops import FrozenBatchNorm2d
+
+HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
+IMAGENET_HOTDOG_CLASS = 934  # ImageNet-1k: "hotdog, hot dog, red hot"
+
+
+def imagenet_resnet18(progress: bool = True) -> nn.Module:
+    """ResNet-18 with ImageNet-1k weights (``ResNet18_Weights.IMAGENET1K_V1``).
+
+    torchvision downloads the weights once into ``$TORCH_HOME/hub/checkpoints``.
+    """
+    return resnet18(weights=ResNet18_Weights.IMAGENET1K_V1, progress=progress)
+
+
+@dataclass(frozen=True)
+class HeadLocation:
+    """Where the output layer lives: ``parent.<name>`` is the ``Linear`` output layer."""
+
+    parent: nn.Module
+    name: str
+    path: str
+
+    @property
+    def layer(self) -> nn.Linear:
+        return getattr(self.parent, self.name)
+
+
+def find_head(net: nn.Module) -> HeadLocation:
+    """Locate the output layer (the final ``Linear``) of a torchvision classifier."""
+    for attr in HEAD_ATTRIBUTES:
+        module = getattr(net, attr, None)
+        if isinstance(module, nn.Linear):
+            return HeadLocation(net, attr, attr)
+        if isinstance(module, nn.Sequential) and len(module) > 0:
+            name, last = list(module.named_children())[-1]
+            if isinstance(last, nn.Linear):
+                return HeadLocation(module, name, f"{attr}.{name}")
+    raise ValueError(
+        f"Cannot find the output layer of {type(net).__name__}: expected a Linear layer at one "
+        f"of the attributes {', '.join(HEAD_ATTRIBUTES)} (or as the last layer of a Sequential "
+        "there). Pass a torchvision classifier such as resnet18."
+    )
+
+
+def make_target_model(source: nn.Module, num_classes: int) -> nn.Module:
+    """Copy ``source`` and give the copy a new Xavier-initialised output layer.
+
+    Every other parameter and buffer of the copy equals the source model's; the source model
+    itself is not modified.
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2 for a classifier, got {num_classes}.")
+    target = copy.deepcopy(source)
+    head = find_head(target)
+    old = head.layer
+    new = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
+    nn.init.xavier_uniform_(new.weight)
+    nn.init.zeros_(new.bias)
+    setattr(head.parent, head.name, new)
+    return target
+
+
+def param_groups(
+    net: nn.Module, learning_rate: float, head_multiplier: float = 10.0
+) -> list[dict]:
+    """Optimizer groups: the body at ``learning_rate``, the output layer at ``x head_multiplier``.
+
+    Parameters with ``requires_grad=False`` (a frozen body) are left out.
+    """
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate}.")
+    if head_multiplier <= 0:
+        raise ValueError(f"head_multiplier must be positive, got {head_multiplier}.")
+    head_ids = {id(p) for p in find_head(net).layer.parameters()}
+    body = [p for p in net.parameters() if id(p) not in head_ids and p.requires_grad]
+    head = [p for p in net.parameters() if id(p) in head_ids and p.requires_grad]
+    groups = [{"params": head, "lr": learning_rate * head_multiplier, "name": "head"}]
+    if body:
+        groups.insert(0, {"params": body, "lr": learning_rate, "name": "body"})
+    return groups
+
+
+def freeze_body(net: nn.Module) -> nn.Module:
+    """Freeze every layer before the output layer; only the output layer keeps training.
+
+    Body parameters get ``requires_grad=False`` and every ``BatchNorm2d`` of the body becomes a
+    ``FrozenBatchNorm2d`` that always normalises with the stored running statistics, so its
+    statistics never drift, even after ``net.train()``. A body without dropout (ResNet) then
+    computes the same function in both modes; dropout and stochastic depth (MobileNetV3,
+    EfficientNet) still follow the mode. Modifies ``net`` in place and returns it.
+    """
+    head = find_head(net).layer
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for p in head.parameters():
+        p.requires_grad_(True)
+    _freeze_batchnorm(net)
+    return net
+
+
+def _freeze_batchnorm(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            frozen.weight.copy_(child.weight.detach())
+            frozen.bias.copy_(child.bias.detach())
+            frozen.running_mean.copy_(child.running_mean)
+            frozen.running_var.copy_(child.running_var)
+            setattr(module, name, frozen.to(child.weight.device))
+        else:
+            _freeze_batchnorm(child)
+
+
+def copy_class_row(
+    target: nn.Module, source: nn.Module, source_class: int, target_class: int
+) -> None:
+    """Initialise row ``target_class`` of the target's output layer from the source's class row.
+
+    E.g. ImageNet class 934 ("hotdog") of the source model into the hot dog row (0) of the new
+    two-class head: weight row and bias are copied.
+    """
+    src, dst = find_head(source).layer, find_head(target).layer
+    if not 0 <= source_class < src.out_features:
+        raise ValueError(
+            f"source_class {source_class} is outside 0..{src.out_features - 1} of the source head."
+        )
+    if not 0 <= target_class < dst.out_features:
+        raise ValueError(
+            f"target_class {target_class} is outside 0..{dst.out_features - 1} of the target head."
+        )
+    if src.in_features != dst.in_features:
+        raise ValueError(
+            f"Head input sizes differ: source {src.in_features}, target {dst.in_features}."
+        )
+    with torch.no_grad():
+        dst.weight[target_class].copy_(src.weight[source_class])
+        dst.bias[target_class].copy_(src.bias[source_class])

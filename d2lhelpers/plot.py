@@ -1,0 +1,110 @@
+"""Figures: image grids, live training curves, and several Histories on one set of axes.
+
+Figure text is English: matplotlib's default font has no Chinese glyphs, and the book also runs
+where no CJK font is installed (Colab), where Chinese labels would show as empty boxes.
+Figures are made with ``matplotlib.figure.Figure`` (not pyplot), so a notebook shows each one
+exactly once, where the code displays it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .train import History
+
+CURVES = (
+    ("train_loss", "train loss", "-"),
+    ("train_acc", "train acc", "--"),
+    ("test_acc", "test acc", ":"),
+)
+
+
+def _as_array(img) -> np.ndarray:
+    if isinstance(img, torch.Tensor):
+        img = img.detach().cpu()
+        return img.permute(1, 2, 0).numpy() if img.ndim == 3 and img.shape[0] in (1, 3) else img
+    return np.asarray(img)
+
+
+def show_images(
+    images: Sequence, num_rows: int, num_cols: int, titles: Sequence[str] | None = None,
+    scale: float = 1.5,
+) -> Figure:
+    """A grid of images (PIL images, HWC arrays or CHW tensors), row by row."""
+    fig = Figure(figsize=(num_cols * scale, num_rows * scale), layout="constrained")
+    axes = fig.subplots(num_rows, num_cols, squeeze=False).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i < len(images):
+            ax.imshow(_as_array(images[i]))
+            if titles:
+                ax.set_title(titles[i], fontsize=9)
+    return fig
+
+
+def plot_histories(histories: Sequence[History], title: str = "") -> Figure:
+    """Loss and accuracies per epoch for each History: one colour per run, one style per curve."""
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for color, history in zip(_colors(len(histories)), histories, strict=False):
+        epochs = [e.epoch for e in history.epochs]
+        for key, name, style in CURVES:
+            values = [getattr(e, key) for e in history.epochs]
+            label = f"{history.label}: {name}" if history.label else name
+            ax.plot(epochs, values, style, color=color, marker=".", label=label)
+        if history.status != "ok":
+            ax.annotate(history.status_text(), (0.02, 0.02), xycoords="axes fraction", color=color)
+    ax.set_xlabel("epoch")
+    ax.set_ylim(0, max(1.0, _max_loss(histories) * 1.05))
+    ax.grid(alpha=0.3)
+    if histories and any(h.epochs for h in histories):
+        ax.set_xticks(range(1, max(len(h.epochs) for h in histories) + 1))
+        ax.legend(fontsize=8, ncols=2 if len(histories) > 1 else 1)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def _max_loss(histories: Sequence[History]) -> float:
+    return max((e.train_loss for h in histories for e in h.epochs), default=1.0)
+
+
+def _colors(n: int) -> list:
+    return [f"C{i % 10}" for i in range(n)]
+
+
+class LivePlot:
+    """Redraws the curves of a History after every epoch, in place, in a notebook.
+
+    Outside an IPython kernel it draws nothing. The last drawing stays in the notebook, so the
+    rendered book shows the final curves.
+    """
+
+    def __init__(self, title: str = "") -> None:
+        self.title = title
+        self._handle = None
+
+    def __call__(self, history: History) -> None:
+        display = _notebook_display()
+        if display is None:
+            return
+        fig = plot_histories([history], self.title)
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
+
+
+def _notebook_display():
+    """IPython's ``display`` when running inside a kernel, else None."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return display if shell is not None and hasattr(shell, "kernel") else None

@@ -1,0 +1,221 @@
+"""The offline stand-in: synthetic hot dog and source image sets, and a stand-in source model.
+
+Where the real hot dog photos and the ImageNet weights cannot be downloaded, the book runs on
+these instead, along the same code paths:
+
+* a *target* set drawn into the hot dog folder layout ``{train,test}/{hotdog,not-hotdog}``;
+* a *source* set of :data:`SOURCE_CLASSES` (one of them a hot dog, as ImageNet's class 934);
+* a torchvision ResNet-18 trained on the source set by :func:`fit`, cached on disk.
+
+Everything is deterministic from a seed, written atomically, and safe when two processes build
+the same thing at once (the second waits for the first and reuses its result).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models import resnet18
+from tqdm.auto import tqdm
+
+from .data import BatchLoader, Recipe, _atomic_write, decode_folder
+from .standin_draw import SOURCE_CLASSES, TARGET_CLASSES, draw_source, draw_target
+from .train import default_device, fit
+
+STANDIN_VERSION = 1  # bump when the drawings or the source training change
+SOURCE_HOTDOG_CLASS = SOURCE_CLASSES.index("hotdog")
+
+
+@dataclass(frozen=True)
+class ImageSetSpec:
+    """How many images per class and split, their pixel sizes, and the seed."""
+
+    train_per_class: int
+    test_per_class: int
+    min_side: int = 80
+    max_side: int = 160
+    seed: int = 0
+    jpeg_quality: int = 90
+
+    def key(self, name: str, classes: tuple[str, ...]) -> str:
+        text = json.dumps([STANDIN_VERSION, name, classes, asdict(self)], sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+TARGET_SPEC = ImageSetSpec(train_per_class=1000, test_per_class=400)
+SOURCE_SPEC = ImageSetSpec(train_per_class=400, test_per_class=50, seed=1)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` (POSIX); a no-op where fcntl is missing."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: rely on atomic renames alone
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _image_size(rng: np.random.Generator, spec: ImageSetSpec) -> tuple[int, int]:
+    width, height = rng.integers(spec.min_side, spec.max_side + 1, size=2)
+    return int(width), int(height)
+
+
+def write_image_set(
+    root: Path,
+    classes: tuple[str, ...],
+    draw: Callable[[str, np.random.Generator, tuple[int, int]], object],
+    spec: ImageSetSpec,
+    progress: bool = True,
+) -> Path:
+    """Draw ``spec`` into ``root/{train,test}/<class>/NNNN.jpg``; return ``root``.
+
+    ``root`` appears only when complete (built in a temporary folder, then renamed); an
+    existing ``root`` is returned untouched.
+    """
+    if root.exists():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}-"))
+    try:
+        splits = {"train": spec.train_per_class, "test": spec.test_per_class}
+        total = len(classes) * sum(splits.values())
+        with tqdm(total=total, desc=f"draw {root.name}", unit="img", disable=not progress) as bar:
+            for split_index, (split, count) in enumerate(splits.items()):
+                for class_index, name in enumerate(classes):
+                    folder = tmp / split / name
+                    folder.mkdir(parents=True)
+                    for i in range(count):
+                        rng = np.random.default_rng([spec.seed, split_index, class_index, i])
+                        img = draw(name, rng, _image_size(rng, spec))
+                        img.save(folder / f"{i:04d}.jpg", quality=spec.jpeg_quality)
+                    bar.update(count)
+        os.replace(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def target_set(data_dir: Path, spec: ImageSetSpec = TARGET_SPEC, progress: bool = True) -> Path:
+    """The synthetic hot dog set (drawn on first use): ``.../{train,test}/{hotdog,not-hotdog}``."""
+    root = data_dir / f"standin-hotdog-{spec.key('target', TARGET_CLASSES)}"
+    with _exclusive(root.with_suffix(".lock")):
+        return write_image_set(root, TARGET_CLASSES, draw_target, spec, progress)
+
+
+def source_set(data_dir: Path, spec: ImageSetSpec = SOURCE_SPEC, progress: bool = True) -> Path:
+    """The synthetic source set of :data:`SOURCE_CLASSES` (drawn on first use)."""
+    root = data_dir / f"standin-source-{spec.key('source', SOURCE_CLASSES)}"
+    with _exclusive(root.with_suffix(".lock")):
+        return write_image_set(root, SOURCE_CLASSES, draw_source, spec, progress)
+
+
+@dataclass(frozen=True)
+class SourceTraining:
+    """How the stand-in source model is trained (mean-reduced cross-entropy, SGD)."""
+
+    image_size: int = 64
+    epochs: int = 6
+    batch_size: int = 64
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+
+
+def _train_source(
+    data_dir: Path, settings: SourceTraining, spec: ImageSetSpec, progress: bool
+) -> dict:
+    """Draw the source set and train a ResNet-18 on it; returns the checkpoint dict."""
+    root = source_set(data_dir, spec, progress=progress)
+    recipe = Recipe(settings.image_size)
+    device = default_device()
+    torch.manual_seed(settings.seed)
+    net = resnet18(num_classes=len(SOURCE_CLASSES)).to(device, memory_format=torch.channels_last)
+    train = decode_folder(root / "train", recipe.stored_size, SOURCE_CLASSES)
+    test = decode_folder(root / "test", recipe.stored_size, SOURCE_CLASSES)
+    kwargs = {"device": device, "seed": settings.seed}
+    train_iter = BatchLoader(train, settings.batch_size, recipe, train=True, **kwargs)
+    test_iter = BatchLoader(test, 256, recipe, train=False, **kwargs)
+    optimizer = torch.optim.SGD(
+        net.parameters(),
+        lr=settings.learning_rate,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, settings.learning_rate, total_steps=settings.epochs * len(train_iter)
+    )
+    start = time.perf_counter()
+    history = fit(
+        net, _SteppingLoader(train_iter, scheduler), test_iter, optimizer, settings.epochs,
+        device=device, label="stand-in source model", progress=progress,
+    )
+    if history.status != "ok":
+        raise RuntimeError(f"Training the stand-in source model failed: {history.status_text()}.")
+    return {
+        "state_dict": {k: v.cpu() for k, v in net.state_dict().items()},
+        "classes": list(SOURCE_CLASSES),
+        "settings": asdict(settings),
+        "history": history.to_dict(),
+        "build_seconds": time.perf_counter() - start,
+    }
+
+
+class _SteppingLoader:
+    """Wrap a loader so that the scheduler steps after every batch."""
+
+    def __init__(self, loader: BatchLoader, scheduler) -> None:
+        self.loader, self.scheduler = loader, scheduler
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield batch
+            self.scheduler.step()
+
+
+def source_checkpoint(
+    data_dir: Path,
+    settings: SourceTraining = SourceTraining(),
+    spec: ImageSetSpec = SOURCE_SPEC,
+    progress: bool = True,
+) -> dict:
+    """The stand-in source model's checkpoint, trained and cached on first use."""
+    key = hashlib.sha1(
+        json.dumps([asdict(settings), spec.key("source", SOURCE_CLASSES)]).encode()
+    ).hexdigest()[:10]
+    path = data_dir / f"standin-resnet18-{key}.pt"
+    with _exclusive(path.with_suffix(".lock")):
+        if not path.exists():
+            checkpoint = _train_source(data_dir, settings, spec, progress)
+            _atomic_write(path, lambda f: torch.save(checkpoint, f))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def standin_resnet18(checkpoint: dict) -> nn.Module:
+    """A ResNet-18 with the stand-in source model's weights (``len(SOURCE_CLASSES)`` outputs)."""
+    net = resnet18(num_classes=len(checkpoint["classes"]))
+    net.load_state_dict(checkpoint["state_dict"])
+    return net.eval()

@@ -1,0 +1,202 @@
+"""The training loop: one epoch, evaluation, and ``fit`` that records a :class:`History`.
+
+The loss is the *mean* cross-entropy over a batch (PyTorch's default). d2l's chapter sums the
+loss over the batch instead; its learning rates are therefore 128x smaller for a batch of 128,
+and its weight decay is 128x larger in relative terms (see :func:`summed_to_mean`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .precision import Precision, choose_precision
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+def default_device() -> torch.device:
+    """CUDA if available, then Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def summed_to_mean(learning_rate: float, weight_decay: float, batch_size: int):
+    """Convert d2l's settings for a batch-summed loss to the same SGD steps on a mean loss."""
+    return learning_rate * batch_size, weight_decay / batch_size
+
+
+@dataclass
+class EpochStats:
+    """What one epoch measured."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_acc: float
+    examples_per_sec: float
+    seconds: float
+
+
+@dataclass
+class History:
+    """Per-epoch results of one training run, with its settings and how it ended."""
+
+    label: str
+    device: str
+    precision: str
+    hparams: dict
+    epochs: list[EpochStats] = field(default_factory=list)
+    status: str = "ok"  # "ok", "diverged" or "interrupted"
+    diverged_at: tuple[int, int] | None = None  # (epoch, batch), both counted from 1
+
+    @property
+    def final(self) -> EpochStats | None:
+        return self.epochs[-1] if self.epochs else None
+
+    def status_text(self) -> str:
+        if self.status == "diverged":
+            epoch, batch = self.diverged_at
+            return f"diverged at epoch {epoch}, batch {batch}"
+        return self.status
+
+    def summary(self) -> str:
+        """d2l-style closing lines: loss and accuracies, then throughput and device."""
+        lines = []
+        if self.status != "ok":
+            lines.append(f"training {self.status_text()}")
+        last = self.final
+        if last is None:
+            lines.append("no epoch completed")
+            return "\n".join(lines)
+        lines.append(
+            f"loss {last.train_loss:.3f}, train acc {last.train_acc:.3f}, "
+            f"test acc {last.test_acc:.3f}"
+        )
+        speed = sum(e.examples_per_sec for e in self.epochs) / len(self.epochs)
+        lines.append(f"{speed:.1f} examples/sec on {self.device} ({self.precision})")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        import json
+
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+
+class Diverged(Exception):
+    """Raised inside the loop when the loss stops being finite."""
+
+    def __init__(self, batch: int, loss: float) -> None:
+        super().__init__(f"non-finite loss {loss} at batch {batch}")
+        self.batch = batch
+
+
+def train_one_epoch(
+    net: nn.Module,
+    batches: Batches,
+    optimizer: torch.optim.Optimizer,
+    precision: Precision,
+    progress: tqdm | None = None,
+) -> tuple[float, float, int]:
+    """One pass over ``batches``; returns (mean loss, accuracy, number of examples).
+
+    Raises :class:`Diverged` as soon as a batch's loss is not finite, before that batch updates
+    the weights.
+    """
+    net.train()
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    correct = count = 0
+    for batch, (x, y) in enumerate(batches, start=1):
+        with precision.autocast():
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+        value = loss.item()
+        if not torch.isfinite(loss):
+            raise Diverged(batch, value)
+        optimizer.zero_grad(set_to_none=True)
+        precision.backward_and_step(loss, optimizer)
+        loss_sum += value * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        count += len(y)
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{value:.3f}", refresh=False)
+    return (loss_sum / max(count, 1)).item(), correct / max(count, 1), count
+
+
+@torch.inference_mode()
+def evaluate(net: nn.Module, batches: Batches, precision: Precision) -> float:
+    """Accuracy of ``net`` over ``batches`` in eval mode."""
+    net.eval()
+    correct = count = 0
+    for x, y in batches:
+        with precision.autocast():
+            correct += (net(x).argmax(1) == y).sum().item()
+        count += len(y)
+    return correct / max(count, 1)
+
+
+def _weights_finite(net: nn.Module) -> bool:
+    return all(torch.isfinite(p).all().item() for p in net.parameters() if p.requires_grad)
+
+
+def fit(
+    net: nn.Module,
+    train_iter: Batches,
+    test_iter: Batches,
+    optimizer: torch.optim.Optimizer,
+    num_epochs: int,
+    *,
+    device: torch.device,
+    precision: Precision | None = None,
+    label: str = "",
+    hparams: dict | None = None,
+    on_epoch: Callable[[History], None] | None = None,
+    progress: bool = True,
+) -> History:
+    """Train for ``num_epochs`` and evaluate after each epoch.
+
+    ``net`` and the batches must already be on ``device``. A non-finite loss stops training
+    and marks the History "diverged"; Ctrl-C stops it and marks it "interrupted". Either way
+    the epochs completed so far are returned, never a NaN.
+    """
+    precision = precision or choose_precision(device)
+    history = History(label, str(device), precision.name, dict(hparams or {}))
+    steps = num_epochs * len(train_iter) if hasattr(train_iter, "__len__") else None
+    bar = tqdm(total=steps, desc=label or "train", unit="batch", disable=not progress)
+    try:
+        for epoch in range(1, num_epochs + 1):
+            start = time.perf_counter()
+            try:
+                loss, train_acc, count = train_one_epoch(net, train_iter, optimizer, precision, bar)
+            except Diverged as err:
+                history.status, history.diverged_at = "diverged", (epoch, err.batch)
+                break
+            seconds = time.perf_counter() - start
+            if not _weights_finite(net):  # the last update blew the weights up
+                history.status, history.diverged_at = "diverged", (epoch, len(train_iter))
+                break
+            test_acc = evaluate(net, test_iter, precision)
+            history.epochs.append(
+                EpochStats(epoch, loss, train_acc, test_acc, count / seconds, seconds)
+            )
+            if on_epoch is not None:
+                on_epoch(history)
+    except KeyboardInterrupt:
+        history.status = "interrupted"
+    finally:
+        bar.close()
+    return history

@@ -1,0 +1,135 @@
+"""Choosing what a page runs on: the real hot dog photos and ImageNet weights, or the stand-in.
+
+``prepare()`` decides once, explicitly (no work happens at import time):
+
+* ``D2LHELPERS_DATA_SOURCE=real`` (or ``kind="real"``): download and verify the hot dog zip and
+  load the ImageNet weights; any failure is an error.
+* ``D2LHELPERS_DATA_SOURCE=standin``: the synthetic stand-in, offline.
+* ``auto`` (default): real when both downloads are already cached or their servers answer,
+  else the stand-in. Once "real" is chosen, a checksum mismatch or a corrupt archive is an
+  error, never a silent fall-back.
+
+The data folder is ``data_dir`` if given, else ``$D2LHELPERS_DATA``, else
+``~/.cache/d2lhelpers``.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import ResNet18_Weights
+
+from .data import HOTDOG_CLASSES, BatchLoader, Recipe, decode_folder
+from .download import STANDIN_ENV_VAR, download, extract_zip, sha1_of
+from .models import IMAGENET_HOTDOG_CLASS, imagenet_resnet18
+from .standin import SOURCE_HOTDOG_CLASS, source_checkpoint, standin_resnet18, target_set
+
+HOTDOG_URL = "http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip"
+HOTDOG_SHA1 = "fba480ffa8aa7e0febbb511d181409f899b9baa5"
+DATA_SOURCE_ENV = STANDIN_ENV_VAR
+DATA_DIR_ENV = "D2LHELPERS_DATA"
+KINDS = ("auto", "real", "standin")
+
+
+def data_dir(path: str | os.PathLike | None = None) -> Path:
+    """The folder for downloads, the stand-in and caches (created if missing)."""
+    chosen = path or os.environ.get(DATA_DIR_ENV) or Path.home() / ".cache" / "d2lhelpers"
+    folder = Path(chosen).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@dataclass
+class Workspace:
+    """What a page runs on: the hot dog folder, the image recipe and the source model."""
+
+    kind: str  # "real" or "standin"
+    root: Path  # holds train/ and test/
+    recipe: Recipe
+    source_name: str
+    source_hotdog_class: int
+    source_test_acc: float | None = None  # the stand-in source model on its own test set
+    _checkpoint: dict | None = field(default=None, repr=False)
+
+    def source_model(self) -> nn.Module:
+        """A fresh copy of the source model (ImageNet ResNet-18 or the stand-in's)."""
+        if self._checkpoint is not None:
+            return standin_resnet18(self._checkpoint)
+        return imagenet_resnet18()
+
+    def loaders(
+        self, batch_size: int, device: torch.device | str = "cpu", seed: int = 0
+    ) -> tuple[BatchLoader, BatchLoader]:
+        """Training and test loaders (decoded once, augmented in batches on ``device``)."""
+        train = decode_folder(self.root / "train", self.recipe.stored_size, HOTDOG_CLASSES)
+        test = decode_folder(self.root / "test", self.recipe.stored_size, HOTDOG_CLASSES)
+        return (
+            BatchLoader(train, batch_size, self.recipe, train=True, device=device, seed=seed),
+            BatchLoader(test, 2 * batch_size, self.recipe, train=False, device=device),
+        )
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _weights_cached() -> bool:
+    name = Path(ResNet18_Weights.IMAGENET1K_V1.url).name
+    return (Path(torch.hub.get_dir()) / "checkpoints" / name).exists()
+
+
+def real_available(folder: Path) -> bool:
+    """True when the real data and weights are cached here or their servers answer."""
+    zip_path = folder / "hotdog.zip"
+    data_ok = (folder / "hotdog").is_dir() or (
+        zip_path.exists() and sha1_of(zip_path) == HOTDOG_SHA1
+    ) or _reachable(HOTDOG_URL)
+    return data_ok and (_weights_cached() or _reachable(ResNet18_Weights.IMAGENET1K_V1.url))
+
+
+def prepare(
+    kind: str | None = None, data_dir_path: str | os.PathLike | None = None, progress: bool = True
+) -> Workspace:
+    """Choose real or stand-in (see the module docstring) and get the data ready."""
+    kind = (kind or os.environ.get(DATA_SOURCE_ENV) or "auto").lower()
+    if kind not in KINDS:
+        raise ValueError(
+            f"Unknown data source {kind!r} (argument or ${DATA_SOURCE_ENV}); "
+            f"choose one of {', '.join(KINDS)}."
+        )
+    folder = data_dir(data_dir_path)
+    if kind == "auto":
+        kind = "real" if real_available(folder) else "standin"
+    return _prepare_real(folder, progress) if kind == "real" else _prepare_standin(folder, progress)
+
+
+def _prepare_real(folder: Path, progress: bool) -> Workspace:
+    archive = download(HOTDOG_URL, folder / "hotdog.zip", HOTDOG_SHA1, progress=progress)
+    root = extract_zip(archive, folder, "hotdog")
+    imagenet_resnet18(progress=progress)  # fetch the weights now, not in the middle of a page
+    return Workspace(
+        "real", root, Recipe(224), "ResNet-18, ImageNet-1k (IMAGENET1K_V1)", IMAGENET_HOTDOG_CLASS
+    )
+
+
+def _prepare_standin(folder: Path, progress: bool) -> Workspace:
+    checkpoint = source_checkpoint(folder, progress=progress)
+    root = target_set(folder, progress=progress)
+    return Workspace(
+        "standin",
+        root,
+        Recipe(checkpoint["settings"]["image_size"]),
+        "ResNet-18, stand-in source model",
+        SOURCE_HOTDOG_CLASS,
+        checkpoint["history"]["epochs"][-1]["test_acc"],
+        checkpoint,
+    )

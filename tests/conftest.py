@@ -1,0 +1,54 @@
+"""Shared fixtures: one torch thread, a fixed seed and a writer for tiny ImageFolder layouts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from http_server import Server, serve
+from PIL import Image
+
+Colors = dict[str, list[tuple[int, int, int]]]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> Iterator[None]:
+    """The tensors here are tiny; extra intra-op threads only add spin-waiting on busy CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> Callable[..., Path]:
+    """``image_tree({"hotdog": [(r, g, b), ...], ...})`` writes solid-colour PNGs.
+
+    Files are ``<tmp>/<split>/<class>/<index>.png`` (24 x 20 px unless ``size`` says otherwise);
+    the split folder is returned.
+    """
+
+    def make(colors: Colors, split: str = "train", size: tuple[int, int] = (24, 20)) -> Path:
+        split_dir = tmp_path / split
+        for name, rgbs in colors.items():
+            folder = split_dir / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, rgb in enumerate(rgbs):
+                Image.new("RGB", size, rgb).save(folder / f"{i}.png")
+        return split_dir
+
+    return make
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    """A scriptable HTTP server on 127.0.0.1 (see tests/http_server.py)."""
+    with serve() as state:
+        yield state

@@ -1,0 +1,477 @@
+"""Tests for d2lhelpers.data: decoding once with a cache, the recipe, and the batch loader."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+from d2lhelpers import data
+from d2lhelpers.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BatchLoader,
+    DecodedImages,
+    Recipe,
+    decode_folder,
+    random_crop_boxes,
+)
+
+CLASSES = ("hotdog", "not-hotdog")
+COLORS = {
+    "hotdog": [(255, 0, 0), (200, 10, 10), (150, 20, 20)],
+    "not-hotdog": [(0, 0, 255), (10, 10, 200)],
+}
+MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def unnormalise(x: torch.Tensor) -> torch.Tensor:
+    """Back from ImageNet-normalised floats to the 0..255 pixel scale."""
+    return (x * STD + MEAN) * 255.0
+
+
+def constant_images(n: int, side: int, classes: int = 2) -> DecodedImages:
+    """Image ``i`` has every pixel equal to ``10 * i`` (so a batch reveals its indices)."""
+    values = torch.arange(n, dtype=torch.uint8) * 10
+    pixels = values.view(n, 1, 1, 1).expand(n, 3, side, side).contiguous()
+    labels = torch.arange(n) % classes
+    return DecodedImages(pixels, labels, [f"{i}.png" for i in range(n)], CLASSES[:classes])
+
+
+def indices_of(x: torch.Tensor) -> list[int]:
+    """Indices of constant images (see :func:`constant_images`) in a normalised batch."""
+    means = unnormalise(x).mean(dim=(1, 2, 3))
+    return [round(v / 10) for v in means.tolist()]
+
+
+def gradient_images(n: int, side: int) -> DecodedImages:
+    """Identical left-to-right ramps: dark on the left, bright on the right."""
+    ramp = torch.linspace(0, 255, side).round().to(torch.uint8)
+    pixels = ramp.view(1, 1, 1, side).expand(n, 3, side, side).contiguous()
+    return DecodedImages(pixels, torch.zeros(n, dtype=torch.int64), ["g"] * n, CLASSES)
+
+
+def no_tmp_files(root: Path) -> bool:
+    return not list(root.rglob("*.tmp"))
+
+
+# --------------------------------------------------------------------------------------------
+# decode_folder
+# --------------------------------------------------------------------------------------------
+
+
+def test_decode_folder_shapes_labels_counts_and_paths(image_tree, tmp_path: Path) -> None:
+    split = image_tree(COLORS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no bad files: no warning
+        images = decode_folder(split, 16, CLASSES)
+
+    assert isinstance(images.pixels, torch.Tensor)
+    assert images.pixels.shape == (5, 3, 16, 16)
+    assert images.pixels.dtype == torch.uint8
+    assert images.stored_size == 16
+    assert images.labels.tolist() == [0, 0, 0, 1, 1]
+    assert images.counts() == {"hotdog": 3, "not-hotdog": 2}
+    assert images.paths == sorted(images.paths)
+    assert images.paths[0] == str(split / "hotdog" / "0.png")
+    assert images.skipped == []
+    # solid colours survive decoding and resizing
+    expected = [c for name in CLASSES for c in COLORS[name]]
+    for img, rgb in zip(images.pixels, expected, strict=True):
+        assert img[:, 8, 8].tolist() == list(rgb)
+    assert no_tmp_files(tmp_path)
+
+
+def test_decode_folder_skips_bad_files_with_one_warning(image_tree) -> None:
+    split = image_tree(COLORS)
+    empty = split / "hotdog" / "zero.jpg"
+    empty.write_bytes(b"")
+    text = split / "not-hotdog" / "text.png"
+    text.write_text("not a picture")
+    half = split / "hotdog" / "half.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), np.uint8)).save(half)
+    full = half.read_bytes()
+    half.write_bytes(full[: len(full) // 2])
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = decode_folder(split, 16, CLASSES)
+
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    for bad in (empty, text, half):
+        assert str(bad) in message
+    assert len(images.skipped) == 3
+    assert len(images) == 5
+    assert images.counts() == {"hotdog": 3, "not-hotdog": 2}
+    assert not any(p.endswith(("zero.jpg", "text.png", "half.png")) for p in images.paths)
+
+
+def test_decode_folder_class_with_only_bad_images_is_an_error(image_tree) -> None:
+    split = image_tree({"hotdog": COLORS["hotdog"]})
+    (split / "not-hotdog").mkdir()
+    (split / "not-hotdog" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    with (
+        pytest.warns(UserWarning, match="broken.jpg"),
+        pytest.raises(ValueError, match="not-hotdog"),
+    ):
+        decode_folder(split, 16, CLASSES)
+
+
+def test_decode_folder_cache_is_reused(image_tree, tmp_path: Path, monkeypatch) -> None:
+    split = image_tree(COLORS)
+    first = decode_folder(split, 16, CLASSES)
+    cache_dir = tmp_path / ".decoded"
+    assert sorted(p.suffix for p in cache_dir.iterdir()) == [".json", ".npy"]
+
+    def must_not_decode(*args, **kwargs):
+        raise AssertionError("decoded again despite a valid cache")
+
+    monkeypatch.setattr(data, "_decode_one", must_not_decode)
+    second = decode_folder(split, 16, CLASSES)
+
+    assert torch.equal(first.pixels, second.pixels)
+    assert torch.equal(first.labels, second.labels)
+    assert first.paths == second.paths
+    assert no_tmp_files(tmp_path)
+
+
+def test_decode_folder_cache_dir_argument(image_tree, tmp_path: Path) -> None:
+    split = image_tree(COLORS)
+    cache = tmp_path / "elsewhere" / "cache"
+    decode_folder(split, 16, CLASSES, cache_dir=cache)
+    assert len(list(cache.glob("train-16px-*.npy"))) == 1
+    assert not (tmp_path / ".decoded").exists()
+
+
+def test_decode_folder_changed_file_invalidates_cache(image_tree, tmp_path, monkeypatch) -> None:
+    split = image_tree(COLORS)
+    first = decode_folder(split, 16, CLASSES)
+    calls = []
+    original = data._decode_one
+
+    def counting(path, size):
+        calls.append(path)
+        return original(path, size)
+
+    monkeypatch.setattr(data, "_decode_one", counting)
+    changed = split / "hotdog" / "1.png"
+    Image.new("RGB", (30, 30), (0, 255, 0)).save(changed)  # new size and content
+    stat = changed.stat()
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+
+    second = decode_folder(split, 16, CLASSES)
+
+    assert len(calls) == 5
+    assert second.pixels[1, :, 8, 8].tolist() == [0, 255, 0]
+    assert first.pixels[1, :, 8, 8].tolist() == [200, 10, 10]
+    assert torch.equal(first.pixels[0], second.pixels[0])
+    assert no_tmp_files(tmp_path)
+
+
+def test_decode_folder_new_mtime_alone_invalidates_cache(image_tree, monkeypatch) -> None:
+    split = image_tree(COLORS)
+    decode_folder(split, 16, CLASSES)
+    calls = []
+    original = data._decode_one
+    monkeypatch.setattr(data, "_decode_one", lambda p, s: calls.append(p) or original(p, s))
+    touched = split / "not-hotdog" / "0.png"
+    stat = touched.stat()
+    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+
+    decode_folder(split, 16, CLASSES)
+
+    assert len(calls) == 5
+
+
+def test_decode_folder_other_stored_size_is_a_separate_cache(image_tree, tmp_path) -> None:
+    split = image_tree(COLORS)
+    small = decode_folder(split, 12, CLASSES)
+    large = decode_folder(split, 16, CLASSES)
+    assert small.pixels.shape[-1] == 12
+    assert large.pixels.shape[-1] == 16
+    assert len(list((tmp_path / ".decoded").glob("*.npy"))) == 2
+
+
+def test_decode_folder_zero_ram_budget_memory_maps(image_tree) -> None:
+    split = image_tree(COLORS)
+    in_memory = decode_folder(split, 16, CLASSES)
+    mapped = decode_folder(split, 16, CLASSES, ram_budget=0)
+    assert isinstance(mapped.pixels, np.memmap)
+    assert mapped.pixels.shape == (5, 3, 16, 16)
+    assert np.array_equal(np.asarray(mapped.pixels), in_memory.pixels.numpy())
+    assert mapped.stored_size == 16
+
+
+def test_memory_mapped_test_loader_equals_in_memory(image_tree) -> None:
+    split = image_tree(COLORS)
+    recipe = Recipe(size=12)
+    in_memory = decode_folder(split, 16, CLASSES)
+    mapped = decode_folder(split, 16, CLASSES, ram_budget=0)
+    a = list(BatchLoader(in_memory, 2, recipe, train=False))
+    b = list(BatchLoader(mapped, 2, recipe, train=False))
+    assert len(a) == len(b) == 3
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        assert torch.equal(xa, xb)
+        assert torch.equal(ya, yb)
+
+
+def test_memory_mapped_train_batches_keep_pixels_with_their_labels(tmp_path: Path) -> None:
+    images = constant_images(10, 16)
+    path = tmp_path / "pixels.npy"
+    np.save(path, images.pixels.numpy())
+    mapped = DecodedImages(np.load(path, mmap_mode="r"), images.labels, images.paths, CLASSES)
+    seen = []
+    for x, y in BatchLoader(mapped, 4, Recipe(size=8), train=True, seed=3):
+        ids = indices_of(x)
+        assert [i % 2 for i in ids] == y.tolist()
+        seen += ids
+    assert sorted(seen) == list(range(10))
+
+
+def test_memory_mapped_train_loader_equals_in_memory(tmp_path: Path) -> None:
+    images = constant_images(10, 16)
+    path = tmp_path / "pixels.npy"
+    np.save(path, images.pixels.numpy())
+    mapped = DecodedImages(np.load(path, mmap_mode="r"), images.labels, images.paths, CLASSES)
+    recipe = Recipe(size=8)
+    a = list(BatchLoader(images, 4, recipe, train=True, seed=1))
+    b = list(BatchLoader(mapped, 4, recipe, train=True, seed=1))
+    assert len(a) == len(b)
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        assert torch.equal(ya, yb)
+        assert torch.equal(xa, xb)
+
+
+# --------------------------------------------------------------------------------------------
+# Recipe
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("size", "stored"), [(224, 256), (64, 73), (8, 9), (32, 37)])
+def test_recipe_stored_size(size: int, stored: int) -> None:
+    assert Recipe(size=size).stored_size == stored
+
+
+@pytest.mark.parametrize("size", [7, 0, -1])
+def test_recipe_too_small(size: int) -> None:
+    with pytest.raises(ValueError, match=str(size)):
+        Recipe(size=size)
+
+
+# --------------------------------------------------------------------------------------------
+# BatchLoader
+# --------------------------------------------------------------------------------------------
+
+
+def test_train_batches_shape_dtype_layout() -> None:
+    images = constant_images(10, 20)
+    batches = list(BatchLoader(images, 4, Recipe(size=16), train=True))
+    assert [len(y) for _, y in batches] == [4, 4, 2]
+    for x, y in batches:
+        assert x.shape == (len(y), 3, 16, 16)
+        assert x.dtype == torch.float32
+        assert x.is_contiguous(memory_format=torch.channels_last)
+        assert not x.is_contiguous()  # really NHWC in memory, not NCHW
+        assert y.dtype == torch.int64
+
+
+def test_channels_last_can_be_switched_off() -> None:
+    images = constant_images(4, 20)
+    x, _ = next(iter(BatchLoader(images, 4, Recipe(size=16), train=True, channels_last=False)))
+    assert x.is_contiguous()
+
+
+@pytest.mark.parametrize(
+    ("n", "batch", "train_len", "test_len"),
+    [(9, 4, 2, 3), (10, 4, 3, 3), (8, 4, 2, 2), (1, 4, 0, 1), (6, 5, 1, 2)],
+)
+def test_len_and_trailing_batch(n: int, batch: int, train_len: int, test_len: int) -> None:
+    images = constant_images(n, 10)
+    recipe = Recipe(size=8)
+    train = BatchLoader(images, batch, recipe, train=True)
+    test = BatchLoader(images, batch, recipe, train=False)
+    assert len(train) == train_len
+    assert len(test) == test_len
+    assert len(list(train)) == train_len
+    test_batches = list(test)
+    assert len(test_batches) == test_len
+    assert sum(len(y) for _, y in test_batches) == n
+
+
+def test_training_needs_batches_of_two() -> None:
+    with pytest.raises(ValueError, match="BatchNorm"):
+        BatchLoader(constant_images(5, 10), 1, Recipe(size=8), train=True)
+    assert len(list(BatchLoader(constant_images(5, 10), 1, Recipe(size=8), train=False))) == 5
+
+
+def test_batch_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        BatchLoader(constant_images(4, 10), 0, Recipe(size=8), train=True)
+
+
+def test_each_training_epoch_covers_every_image_once() -> None:
+    images = constant_images(12, 16)
+    loader = BatchLoader(images, 5, Recipe(size=8), train=True, seed=7)
+    orders = []
+    for _ in range(3):
+        order = []
+        for x, y in loader:
+            ids = indices_of(x)
+            assert [i % 2 for i in ids] == y.tolist()  # labels travel with their images
+            order += ids
+        assert sorted(order) == list(range(12))
+        orders.append(order)
+    assert orders[0] != orders[1] or orders[1] != orders[2]  # reshuffled every epoch
+
+
+def test_test_loader_keeps_file_order() -> None:
+    images = constant_images(7, 16)
+    order = [
+        i for x, _ in BatchLoader(images, 3, Recipe(size=8), train=False) for i in indices_of(x)
+    ]
+    assert order == list(range(7))
+
+
+def _epochs(seed: int, epochs: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(123)
+    pixels = torch.randint(0, 256, (9, 3, 20, 20), dtype=torch.uint8, generator=g)
+    images = DecodedImages(pixels, torch.arange(9) % 2, ["x"] * 9, CLASSES)
+    loader = BatchLoader(images, 4, Recipe(size=12), train=True, seed=seed)
+    return [batch for _ in range(epochs) for batch in loader]
+
+
+def test_same_seed_gives_identical_batches() -> None:
+    a, b = _epochs(seed=5), _epochs(seed=5)
+    assert len(a) == len(b) == 4
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        assert torch.equal(xa, xb)
+        assert torch.equal(ya, yb)
+
+
+def test_different_seed_gives_different_batches() -> None:
+    a, b = _epochs(seed=5), _epochs(seed=6)
+    assert any(not torch.equal(xa, xb) for (xa, _), (xb, _) in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("side", [20, 19, 21])  # offsets 2, round(1.5), round(2.5)
+def test_test_loader_is_center_crop_with_imagenet_normalisation(side: int) -> None:
+    g = torch.Generator().manual_seed(1)
+    pixels = torch.randint(0, 256, (3, 3, side, side), dtype=torch.uint8, generator=g)
+    images = DecodedImages(pixels, torch.tensor([0, 1, 0]), ["a", "b", "c"], CLASSES)
+    (x, y), *_ = list(BatchLoader(images, 3, Recipe(size=16), train=False))
+
+    crop = TF.center_crop(pixels, [16, 16]).float() / 255.0  # torchvision's CenterCrop
+    expected = TF.normalize(crop, list(IMAGENET_MEAN), list(IMAGENET_STD))
+    top = round((side - 16) / 2)
+    manual = (pixels[..., top : top + 16, top : top + 16].float() / 255.0 - MEAN) / STD
+
+    assert y.tolist() == [0, 1, 0]
+    assert torch.allclose(x, expected, atol=1e-5)
+    assert torch.allclose(x, manual, atol=1e-5)
+
+
+def test_crop_bigger_than_stored_size_is_an_error() -> None:
+    with pytest.raises(ValueError, match="stored_size=18"):
+        BatchLoader(constant_images(4, 12), 2, Recipe(size=16), train=False)
+
+
+def test_augmented_constant_image_stays_constant() -> None:
+    color = torch.tensor([10, 200, 77], dtype=torch.uint8)
+    pixels = color.view(1, 3, 1, 1).expand(16, 3, 32, 32).contiguous()
+    images = DecodedImages(pixels, torch.zeros(16, dtype=torch.int64), ["c"] * 16, CLASSES)
+    for x, _ in BatchLoader(images, 8, Recipe(size=16), train=True, seed=2):
+        restored = unnormalise(x)
+        assert torch.allclose(restored, color.float().view(1, 3, 1, 1).expand_as(x), atol=1e-3)
+
+
+def test_training_flips_some_images_and_not_others() -> None:
+    images = gradient_images(32, 32)
+    (x, _), *_ = list(BatchLoader(images, 32, Recipe(size=16), train=True, seed=4))
+    slope = unnormalise(x)[:, 0, :, -1].mean(1) - unnormalise(x)[:, 0, :, 0].mean(1)
+    increasing, decreasing = int((slope > 0).sum()), int((slope < 0).sum())
+    assert increasing + decreasing == 32  # every crop shows a ramp
+    assert increasing > 0
+    assert decreasing > 0
+
+
+def test_test_loader_never_flips() -> None:
+    images = gradient_images(8, 20)
+    (x, _), *_ = list(BatchLoader(images, 8, Recipe(size=16), train=False))
+    assert bool((x[:, :, :, -1] > x[:, :, :, 0]).all())
+
+
+# --------------------------------------------------------------------------------------------
+# random_crop_boxes
+# --------------------------------------------------------------------------------------------
+
+
+def _box_sizes(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [Recipe(size=8), Recipe(size=8, scale=(0.3, 0.5)), Recipe(size=8, ratio=(0.5, 2.0))],
+)
+def test_random_crop_boxes_within_bounds(recipe: Recipe) -> None:
+    side, n = 64, 2000
+    boxes = random_crop_boxes(n, side, recipe, torch.Generator().manual_seed(0))
+    assert boxes.shape == (n, 4)
+    assert bool((boxes >= 0).all())
+    assert bool((boxes <= side + 1e-4).all())
+    w, h = _box_sizes(boxes)
+    assert bool((w > 0).all() and (h > 0).all())
+    whole = (w > side - 1e-3) & (h > side - 1e-3)
+    area = w * h
+    slack = 0.5 * (w + h) + 0.25  # w and h are rounded to whole pixels
+    lo, hi = recipe.scale
+    in_scale = (area >= lo * side * side - slack) & (area <= hi * side * side + slack)
+    assert bool((in_scale | whole).all())
+    r_lo, r_hi = recipe.ratio
+    in_ratio = ((w + 0.5) / (h - 0.5) >= r_lo) & ((w - 0.5) / (h + 0.5) <= r_hi)
+    assert bool((in_ratio | whole).all())
+    assert len(set(area.round().tolist())) > 50  # really random, not one fixed box
+
+
+def test_random_crop_boxes_square_ratio_gives_square_boxes() -> None:
+    recipe = Recipe(size=8, scale=(0.25, 0.25), ratio=(1.0, 1.0))
+    boxes = random_crop_boxes(100, 40, recipe, torch.Generator().manual_seed(0))
+    w, h = _box_sizes(boxes)
+    assert torch.allclose(w, torch.full_like(w, 20.0), atol=1e-4)
+    assert torch.allclose(h, torch.full_like(h, 20.0), atol=1e-4)
+
+
+def test_random_crop_boxes_fall_back_to_whole_image() -> None:
+    recipe = Recipe(size=8, scale=(1.0, 1.0), ratio=(2.0, 3.0))  # never fits in a square
+    boxes = random_crop_boxes(5, 32, recipe, torch.Generator().manual_seed(0))
+    assert torch.allclose(boxes, torch.tensor([[0.0, 0.0, 32.0, 32.0]] * 5))
+
+
+def test_random_crop_boxes_deterministic_for_a_seeded_generator() -> None:
+    recipe = Recipe(size=8)
+    a = random_crop_boxes(50, 48, recipe, torch.Generator().manual_seed(9))
+    b = random_crop_boxes(50, 48, recipe, torch.Generator().manual_seed(9))
+    c = random_crop_boxes(50, 48, recipe, torch.Generator().manual_seed(10))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_hotdog_loaders_reads_both_splits(image_tree) -> None:
+    train_split = image_tree(COLORS, split="train")
+    image_tree(COLORS, split="test")
+    recipe = Recipe(size=8)
+    train, test = data.hotdog_loaders(train_split.parent, 2, recipe, seed=0)
+    assert train.train and not test.train
+    assert train.images.stored_size == recipe.stored_size == 9
+    assert len(train) == 2  # 5 images, batch 2: the trailing single image is dropped
+    assert len(test) == 3
+    assert re.search("hotdog", train.images.paths[0])

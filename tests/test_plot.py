@@ -1,0 +1,108 @@
+"""Tests for d2lhelpers.plot: history curves, image grids and the live plot outside IPython."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+from d2lhelpers import plot
+from d2lhelpers.plot import LivePlot, plot_histories, show_images
+from d2lhelpers.train import EpochStats, History
+
+
+def history(label: str, epochs: int, status: str = "ok", loss: float = 0.9) -> History:
+    h = History(label, "cpu", "fp32", {})
+    for i in range(1, epochs + 1):
+        h.epochs.append(EpochStats(i, loss / i, 0.5 + 0.1 * i, 0.4 + 0.1 * i, 100.0, 1.0))
+    if status == "diverged":
+        h.status, h.diverged_at = "diverged", (epochs + 1, 3)
+    elif status != "ok":
+        h.status = status
+    return h
+
+
+def test_plot_histories_one_line_per_curve_and_history() -> None:
+    fig = plot_histories([history("a", 3), history("b", 2)], title="two runs")
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    assert len(ax.lines) == 6
+    assert [line.get_xdata().tolist() for line in ax.lines[:3]] == [[1, 2, 3]] * 3
+    assert ax.lines[0].get_ydata().tolist() == pytest.approx([0.9, 0.45, 0.3])
+    legend = ax.get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "a: train loss", "a: train acc", "a: test acc",
+        "b: train loss", "b: train acc", "b: test acc",
+    ]  # fmt: skip
+    assert ax.get_title() == "two runs"
+    assert len(ax.texts) == 0  # no annotation for runs that ended normally
+    assert ax.lines[0].get_color() != ax.lines[3].get_color()
+
+
+def test_plot_histories_y_axis_fits_a_large_loss() -> None:
+    fig = plot_histories([history("big", 2, loss=3.0)])
+    assert fig.axes[0].get_ylim()[1] >= 3.0
+
+
+def test_plot_histories_annotates_diverged_run() -> None:
+    fig = plot_histories([history("ok", 2), history("bad", 1, status="diverged")])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["diverged at epoch 2, batch 3"]
+
+
+def test_plot_histories_without_epochs_has_no_legend() -> None:
+    fig = plot_histories([history("empty", 0, status="diverged")])
+    ax = fig.axes[0]
+    assert ax.get_legend() is None
+    assert [t.get_text() for t in ax.texts] == ["diverged at epoch 1, batch 3"]
+
+
+def test_show_images_grid_from_tensors_and_pil() -> None:
+    images = [
+        torch.rand(3, 10, 12),
+        torch.rand(3, 10, 12),
+        Image.new("RGB", (12, 10), (255, 0, 0)),
+        np.zeros((10, 12, 3), np.uint8),
+    ]
+    fig = show_images(images, 2, 3, titles=["a", "b", "c", "d"])
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 6
+    shown = [ax.images[0].get_array().shape for ax in fig.axes if ax.images]
+    assert shown == [(10, 12, 3)] * 4  # CHW tensors became HWC
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c", "d", "", ""]
+    assert all(not ax.axison for ax in fig.axes)
+    np.testing.assert_allclose(
+        fig.axes[0].images[0].get_array(), images[0].permute(1, 2, 0).numpy()
+    )
+
+
+def test_live_plot_outside_ipython_does_nothing() -> None:
+    assert plot._notebook_display() is None
+    live = LivePlot("title")
+    assert live(history("a", 1)) is None
+    assert live(history("a", 2)) is None
+    assert live._handle is None
+
+
+def test_live_plot_displays_then_updates(monkeypatch) -> None:
+    calls = []
+
+    class Handle:
+        def update(self, fig) -> None:
+            calls.append(("update", fig))
+
+    def display(fig, display_id=False):
+        calls.append(("display", fig, display_id))
+        return Handle()
+
+    monkeypatch.setattr(plot, "_notebook_display", lambda: display)
+    live = LivePlot("live")
+    live(history("a", 1))
+    live(history("a", 2))
+    assert [c[0] for c in calls] == ["display", "update"]
+    assert calls[0][2] is True
+    assert all(isinstance(c[1], Figure) for c in calls)
+    assert len(calls[1][1].axes[0].lines[0].get_xdata()) == 2

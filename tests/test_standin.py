@@ -1,0 +1,115 @@
+"""The offline stand-in: drawing image sets to disk, and the cached stand-in source model."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from d2lhelpers import standin
+from d2lhelpers.standin import (
+    SOURCE_HOTDOG_CLASS,
+    ImageSetSpec,
+    SourceTraining,
+    source_checkpoint,
+    standin_resnet18,
+    target_set,
+    write_image_set,
+)
+from d2lhelpers.standin_draw import SOURCE_CLASSES, TARGET_CLASSES, draw_target
+
+TINY = ImageSetSpec(train_per_class=3, test_per_class=2, min_side=20, max_side=36, seed=5)
+TINY_SOURCE = ImageSetSpec(train_per_class=4, test_per_class=1, min_side=16, max_side=24)
+TINY_TRAINING = SourceTraining(image_size=16, epochs=1, batch_size=16)
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.jpg"))}
+
+
+def test_target_set_layout_counts_and_sizes(tmp_path: Path) -> None:
+    root = target_set(tmp_path, TINY, progress=False)
+    for split, count in (("train", 3), ("test", 2)):
+        for name in TARGET_CLASSES:
+            images = sorted((root / split / name).glob("*.jpg"))
+            assert len(images) == count
+            for path in images:
+                with Image.open(path) as img:
+                    assert img.mode == "RGB"
+                    assert all(20 <= side <= 36 for side in img.size)
+
+
+def test_same_spec_gives_identical_files(tmp_path: Path) -> None:
+    a = write_image_set(tmp_path / "a", TARGET_CLASSES, draw_target, TINY, progress=False)
+    b = write_image_set(tmp_path / "b", TARGET_CLASSES, draw_target, TINY, progress=False)
+    assert files(a) == files(b)
+    other = ImageSetSpec(**{**TINY.__dict__, "seed": 6})
+    c = write_image_set(tmp_path / "c", TARGET_CLASSES, draw_target, other, progress=False)
+    assert files(a).keys() == files(c).keys()
+    assert files(a) != files(c)
+
+
+def test_failed_drawing_leaves_nothing(tmp_path: Path) -> None:
+    calls = []
+
+    def flaky(label, rng, size):
+        calls.append(label)
+        if len(calls) == 4:
+            raise RuntimeError("boom")
+        return draw_target(label, rng, size)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        write_image_set(tmp_path / "set", TARGET_CLASSES, flaky, TINY, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_set_is_reused_without_drawing(tmp_path: Path) -> None:
+    root = target_set(tmp_path, TINY, progress=False)
+    before = files(root)
+
+    def refuse(*args):
+        raise AssertionError("drew again")
+
+    assert write_image_set(root, TARGET_CLASSES, refuse, TINY, progress=False) == root
+    assert files(root) == before
+
+
+def _build_target(folder: str) -> str:
+    return str(target_set(Path(folder), TINY, progress=False))
+
+
+def test_two_processes_building_at_once_agree(tmp_path: Path) -> None:
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        roots = pool.map(_build_target, [str(tmp_path)] * 2)
+    assert roots[0] == roots[1]
+    built = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert built == [Path(roots[0])]  # one complete set, no temporary folder left
+    assert len(files(built[0])) == 2 * (3 + 2)
+
+
+def test_source_checkpoint_is_trained_once_and_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = source_checkpoint(tmp_path, TINY_TRAINING, TINY_SOURCE, progress=False)
+    assert checkpoint["classes"] == list(SOURCE_CLASSES)
+    assert len(checkpoint["history"]["epochs"]) == 1
+    assert checkpoint["history"]["status"] == "ok"
+    assert checkpoint["settings"]["image_size"] == 16
+
+    def refuse(*args):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(standin, "_train_source", refuse)
+    again = source_checkpoint(tmp_path, TINY_TRAINING, TINY_SOURCE, progress=False)
+    net = standin_resnet18(again)
+    assert net.fc.out_features == len(SOURCE_CLASSES)
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, checkpoint["state_dict"][key]), key
+    assert not net.training
+
+
+def test_source_hotdog_class_is_the_hotdog_row() -> None:
+    assert SOURCE_CLASSES[SOURCE_HOTDOG_CLASS] == "hotdog"
