@@ -1,0 +1,79 @@
+"""The committed notebooks: outputs only in checked cells, Colab links that match the config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+def config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+
+
+def code_cells(path: Path) -> list:
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def test_there_are_notebooks() -> None:
+    assert NOTEBOOKS, "no notebook in chapters/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_only_checked_cells_keep_outputs(path: Path) -> None:
+    cells = code_cells(path)
+    checked = [c for c in cells if CHECK_MARK in c.source]
+    assert checked, f"{path.name} has no output-checked cell"
+    for cell in cells:
+        if CHECK_MARK in cell.source:
+            assert cell.outputs, f"checked cell without stored output: {cell.source[:60]!r}"
+        else:
+            assert not cell.outputs, f"unchecked cell with stored output: {cell.source[:60]!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_checked_outputs_hold_no_progress_bars_or_figures(path: Path) -> None:
+    for cell in code_cells(path):
+        for output in cell.outputs:
+            assert output.get("name") != "stderr", f"stderr in a checked cell of {path.name}"
+            data = output.get("data", {})
+            assert "image/png" not in data, f"figure in a checked cell of {path.name}"
+            assert "application/vnd.jupyter.widget-view+json" not in data
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_colab_cell_installs_from_the_configured_repository(path: Path) -> None:
+    repo = config()["repository"]["url"].rstrip("/")
+    branch = config()["repository"]["branch"]
+    first = code_cells(path)[0].source
+    assert f'REPO_URL = "{repo}"' in first
+    assert '"google.colab" in sys.modules' in first
+    assert f"git+{{REPO_URL}}@{branch}" in first
+    for package in ("torch", "torchvision", "numpy", "ipython", "ipywidgets"):
+        assert f" {package} " not in first.lower().replace('"', " ")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_open_in_colab_link_points_at_this_notebook_on_main(path: Path) -> None:
+    repo = config()["repository"]["url"].rstrip("/")
+    colab = repo.replace("https://github.com", "https://colab.research.google.com/github")
+    first_markdown = nbformat.read(path, as_version=4).cells[0].source
+    expected = f"{colab}/blob/{config()['repository']['branch']}/{path.relative_to(ROOT)}"
+    assert f"({expected})" in first_markdown
+
+
+def test_config_has_launch_and_repository_settings() -> None:
+    cfg = config()
+    assert cfg["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert cfg["repository"]["branch"] == "main"
+    assert cfg["sphinx"]["config"]["language"] == "zh_CN"
+    assert cfg["execute"]["raise_on_error"] is True
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    listed = {entry["file"] for entry in toc["chapters"]}
+    assert listed == {str(p.relative_to(ROOT).with_suffix("")) for p in NOTEBOOKS}
