@@ -74,9 +74,7 @@ def make_target_model(source: nn.Module, num_classes: int) -> nn.Module:
     return target
 
 
-def param_groups(
-    net: nn.Module, learning_rate: float, head_multiplier: float = 10.0
-) -> list[dict]:
+def param_groups(net: nn.Module, learning_rate: float, head_multiplier: float = 10.0) -> list[dict]:
     """Optimizer groups: the body at ``learning_rate``, the output layer at ``x head_multiplier``.
 
     Parameters with ``requires_grad=False`` (a frozen body) are left out.

@@ -31,7 +31,10 @@ def _as_array(img) -> np.ndarray:
 
 
 def show_images(
-    images: Sequence, num_rows: int, num_cols: int, titles: Sequence[str] | None = None,
+    images: Sequence,
+    num_rows: int,
+    num_cols: int,
+    titles: Sequence[str] | None = None,
     scale: float = 1.5,
 ) -> Figure:
     """A grid of images (PIL images, HWC arrays or CHW tensors), row by row."""

@@ -134,11 +134,13 @@ class SourceTraining:
     """How the stand-in source model is trained (mean-reduced cross-entropy, SGD)."""
 
     image_size: int = 64
+    min_crop_scale: float = 0.5  # RandomResizedCrop's smallest crop area
     epochs: int = 6
-    batch_size: int = 64
-    learning_rate: float = 0.1
+    batch_size: int = 128
+    learning_rate: float = 0.002
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    optimizer: str = "adamw"
+    weight_decay: float = 0.05
     seed: int = 0
 
 
@@ -147,7 +149,7 @@ def _train_source(
 ) -> dict:
     """Draw the source set and train a ResNet-18 on it; returns the checkpoint dict."""
     root = source_set(data_dir, spec, progress=progress)
-    recipe = Recipe(settings.image_size)
+    recipe = Recipe(settings.image_size, scale=(settings.min_crop_scale, 1.0))
     device = default_device()
     torch.manual_seed(settings.seed)
     net = resnet18(num_classes=len(SOURCE_CLASSES)).to(device, memory_format=torch.channels_last)
@@ -156,19 +158,30 @@ def _train_source(
     kwargs = {"device": device, "seed": settings.seed}
     train_iter = BatchLoader(train, settings.batch_size, recipe, train=True, **kwargs)
     test_iter = BatchLoader(test, 256, recipe, train=False, **kwargs)
-    optimizer = torch.optim.SGD(
-        net.parameters(),
-        lr=settings.learning_rate,
-        momentum=settings.momentum,
-        weight_decay=settings.weight_decay,
-    )
+    if settings.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(
+            net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
+    else:
+        optimizer = torch.optim.SGD(
+            net.parameters(),
+            lr=settings.learning_rate,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+        )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, settings.learning_rate, total_steps=settings.epochs * len(train_iter)
     )
     start = time.perf_counter()
     history = fit(
-        net, _SteppingLoader(train_iter, scheduler), test_iter, optimizer, settings.epochs,
-        device=device, label="stand-in source model", progress=progress,
+        net,
+        _SteppingLoader(train_iter, scheduler),
+        test_iter,
+        optimizer,
+        settings.epochs,
+        device=device,
+        label="stand-in source model",
+        progress=progress,
     )
     if history.status != "ok":
         raise RuntimeError(f"Training the stand-in source model failed: {history.status_text()}.")

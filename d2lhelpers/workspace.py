@@ -90,9 +90,11 @@ def _weights_cached() -> bool:
 def real_available(folder: Path) -> bool:
     """True when the real data and weights are cached here or their servers answer."""
     zip_path = folder / "hotdog.zip"
-    data_ok = (folder / "hotdog").is_dir() or (
-        zip_path.exists() and sha1_of(zip_path) == HOTDOG_SHA1
-    ) or _reachable(HOTDOG_URL)
+    data_ok = (
+        (folder / "hotdog").is_dir()
+        or (zip_path.exists() and sha1_of(zip_path) == HOTDOG_SHA1)
+        or _reachable(HOTDOG_URL)
+    )
     return data_ok and (_weights_cached() or _reachable(ResNet18_Weights.IMAGENET1K_V1.url))
 
 

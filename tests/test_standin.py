@@ -22,8 +22,8 @@ from d2lhelpers.standin import (
 from d2lhelpers.standin_draw import SOURCE_CLASSES, TARGET_CLASSES, draw_target
 
 TINY = ImageSetSpec(train_per_class=3, test_per_class=2, min_side=20, max_side=36, seed=5)
-TINY_SOURCE = ImageSetSpec(train_per_class=4, test_per_class=1, min_side=16, max_side=24)
-TINY_TRAINING = SourceTraining(image_size=16, epochs=1, batch_size=16)
+TINY_SOURCE = ImageSetSpec(train_per_class=4, test_per_class=1, min_side=36, max_side=44)
+TINY_TRAINING = SourceTraining(image_size=32, epochs=1, batch_size=16)
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -97,7 +97,7 @@ def test_source_checkpoint_is_trained_once_and_loads(
     assert checkpoint["classes"] == list(SOURCE_CLASSES)
     assert len(checkpoint["history"]["epochs"]) == 1
     assert checkpoint["history"]["status"] == "ok"
-    assert checkpoint["settings"]["image_size"] == 16
+    assert checkpoint["settings"]["image_size"] == 32
 
     def refuse(*args):
         raise AssertionError("trained again")

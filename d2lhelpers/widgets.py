@@ -1,0 +1,325 @@
+"""A control panel for the exercises: choose learning rates and head multipliers, click Run.
+
+The panel is thin: :meth:`Sweeper.run <d2lhelpers.sweep.Sweeper.run>` does all the training;
+the panel only turns the controls into :class:`~d2lhelpers.sweep.SweepSetting` objects and
+shows the records. Figures are PNG bytes in ``Image`` widgets (not ``Output`` widgets), so they
+show without a running kernel and in the built book, whose widget state is saved when it is
+built. Figure text is English (Colab has no CJK font for matplotlib). Only widgets and traits
+that ipywidgets 7.7.1 (Colab's) and 8.x both have are used.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from collections.abc import Callable, Sequence
+from io import BytesIO
+from typing import Any, Protocol
+
+import ipywidgets as widgets
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from .sweep import SweepSetting, final_records
+
+DEFAULT_LEARNING_RATE = 5e-5 * 128  # the chapter's fine-tuning rate, for the mean-reduced loss
+DEFAULT_MULTIPLIERS = (1, 10)
+DIVERGED_STYLE = {"marker": "x", "color": "#c62828", "markersize": 9, "mew": 2, "ls": "none"}
+GROUP_FIELDS = ("learning_rate", "num_epochs", "freeze_body", "init_hotdog_row")
+TABLE_COLUMNS = (
+    "run", "lr", "multiplier", "head lr", "epochs", "frozen", "init row",
+    "train loss", "train acc", "test acc", "status",
+)  # fmt: skip
+
+
+class Runner(Protocol):
+    """What the panel needs of a :class:`~d2lhelpers.sweep.Sweeper`."""
+
+    def run(
+        self,
+        settings: Sequence[SweepSetting],
+        on_run: Callable[[list[dict]], None] | None = None,
+        progress: bool = True,
+    ) -> list[dict]: ...
+
+
+class SweepPanel:
+    """Controls for one sweep per Run click; results accumulate until Clear.
+
+    ``widget`` is what a notebook shows (displaying the panel shows it); ``records`` holds the
+    records of every run so far (see :data:`~d2lhelpers.sweep.RECORD_FIELDS`), with run numbers
+    continuing across clicks.
+    """
+
+    def __init__(
+        self,
+        sweeper: Runner,
+        multipliers: Sequence[float] = (1, 2, 5, 10, 20, 50, 100),
+        learning_rate: float = DEFAULT_LEARNING_RATE,
+        epochs: int = 3,
+        dpi: int = 100,
+    ) -> None:
+        self.sweeper, self.dpi = sweeper, dpi
+        self.records: list[dict] = []
+        self._next_run = 0  # the number of the next click's first run
+        self._click: dict[str, Any] = {}  # earlier records, run offset and runs done this click
+        self._running = False
+
+        style = {"description_width": "initial"}
+        self.learning_rate = widgets.FloatLogSlider(
+            value=learning_rate, base=10, min=-4, max=1, step=0.1, readout_format=".1e",
+            description="base lr", continuous_update=False, style=style,
+        )  # fmt: skip
+        chosen = tuple(m for m in multipliers if m in DEFAULT_MULTIPLIERS) or tuple(multipliers[:1])
+        self.multipliers = widgets.SelectMultiple(
+            options=[(f"{m:g}", m) for m in multipliers], value=chosen,
+            rows=min(len(multipliers), 7), description="head multiplier", style=style,
+        )  # fmt: skip
+        self.epochs = widgets.IntSlider(
+            value=epochs, min=1, max=10, description="epochs", continuous_update=False, style=style
+        )
+        self.freeze_body = widgets.Checkbox(value=False, description="freeze body", indent=False)
+        self.init_hotdog_row = widgets.Checkbox(
+            value=False, description="init hot-dog row from source", indent=False
+        )
+        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
+        self.clear_button = widgets.Button(description="Clear", icon="trash")
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="runs", style=style)
+        self.status = widgets.HTML(value="")
+        self.live_plot = _image()
+        self.summary_plot = _image()
+        self.table = widgets.HTML(value="")
+        self.run_button.on_click(self.run)
+        self.clear_button.on_click(self.clear)
+
+        row = widgets.Layout(flex_flow="row wrap", align_items="flex-start")
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.learning_rate, self.epochs], layout=row),
+                widgets.HBox(
+                    [self.multipliers, widgets.VBox([self.freeze_body, self.init_hotdog_row])],
+                    layout=row,
+                ),
+                widgets.HBox([self.run_button, self.clear_button, self.progress], layout=row),
+                self.status,
+                widgets.HBox([self.live_plot, self.summary_plot], layout=row),
+                self.table,
+            ]
+        )
+
+    def _ipython_display_(self, **kwargs) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def settings(self) -> list[SweepSetting]:
+        """One setting per selected multiplier, from the controls (ValueError if none)."""
+        if not self.multipliers.value:
+            raise ValueError("select at least one head multiplier.")
+        return [
+            SweepSetting(
+                learning_rate=self.learning_rate.value,
+                head_multiplier=multiplier,
+                num_epochs=self.epochs.value,
+                freeze_body=self.freeze_body.value,
+                init_hotdog_row=self.init_hotdog_row.value,
+            )
+            for multiplier in sorted(self.multipliers.value)
+        ]
+
+    def run(self, _button: widgets.Button | None = None) -> None:
+        """The Run button: one sweep over the selected multipliers; errors go to the status."""
+        if self._running:
+            return
+        self._running, self.run_button.disabled = True, True
+        start = time.perf_counter()
+        try:
+            settings = self.settings()
+            self._click = {"earlier": list(self.records), "offset": self._next_run, "done": 0}
+            self.progress.value, self.progress.max = 0, len(settings)
+            self._show_status(f"Training {_count(len(settings), 'run')}…")
+            self._merge(self.sweeper.run(settings, on_run=self._on_run, progress=False))
+            self._show_status(self._done_text(len(settings), time.perf_counter() - start))
+        except (Exception, KeyboardInterrupt) as err:
+            message = " ".join(str(err).split())  # one line, however long the original
+            text = f"{type(err).__name__}: {message}" if message else type(err).__name__
+            if self._click:
+                text += f" ({self._click['done']} of {self.progress.max} runs finished)"
+            self._show_status(text, error=True)
+        finally:
+            if self._click:
+                self._show_results()
+            self._click = {}
+            self._running, self.run_button.disabled = False, False
+
+    def clear(self, _button: widgets.Button | None = None) -> None:
+        """The Clear button: forget every record; empty the figures, table and status."""
+        if self._running:
+            return
+        self.records, self._next_run = [], 0
+        self.progress.value = 0
+        self.status.value = self.table.value = ""
+        for image in (self.live_plot, self.summary_plot):
+            _set_png(image, b"")
+
+    def _on_run(self, records: list[dict]) -> None:
+        """After each run: keep its records, advance the bar, redraw the live figure."""
+        self._click["done"] += 1
+        self._merge(records)
+        self.progress.value = min(self._click["done"], self.progress.max)
+        _set_png(self.live_plot, self._png(live_figure(self.records)))
+
+    def _merge(self, records: Sequence[dict]) -> None:
+        """This click's records so far (runs counted from 0) after the earlier clicks' ones."""
+        offset = self._click["offset"]
+        shifted = [{**record, "run": record["run"] + offset} for record in records]
+        self.records = self._click["earlier"] + shifted
+        last = max((record["run"] + 1 for record in shifted), default=offset)
+        self._next_run = max(self._next_run, last, offset + self._click["done"])
+
+    def _show_results(self) -> None:
+        if not self.records:
+            return
+        _set_png(self.live_plot, self._png(live_figure(self.records)))
+        _set_png(self.summary_plot, self._png(summary_figure(self.records)))
+        self.table.value = results_table(self.records)
+
+    def _done_text(self, runs: int, seconds: float) -> str:
+        finals = [r for r in final_records(self.records) if r["run"] >= self._click["offset"]]
+        diverged = sum(str(r["status"]).startswith("diverged") for r in finals)
+        extra = f", {diverged} diverged" if diverged else ""
+        return f"Done: {_count(runs, 'run')}{extra} in {seconds:.0f} s."
+
+    def _show_status(self, text: str, error: bool = False) -> None:
+        color = "#c62828" if error else "inherit"
+        self.status.value = f'<span style="color:{color}">{html.escape(text, quote=False)}</span>'
+
+    def _png(self, fig: Figure) -> bytes:
+        buffer = BytesIO()
+        fig.savefig(buffer, format="png", dpi=self.dpi)
+        return buffer.getvalue()
+
+
+def live_figure(records: Sequence[dict]) -> Figure:
+    """Test accuracy per epoch, one line per run; a diverged epoch is an x at the bottom."""
+    fig = Figure(figsize=(4.8, 3.2), layout="constrained")
+    ax = fig.subplots()
+    diverged_label = "diverged"
+    for i, run in enumerate(_by_run(records)):
+        first, color = run[0], f"C{i % 10}"
+        done = [r for r in run if _number(r["test_acc"]) is not None]
+        label = f"run {first['run']}: head lr {first['head_lr']:.1e}"
+        label += ", frozen" if first["freeze_body"] else ""
+        epochs, accs = [r["epoch"] for r in done], [r["test_acc"] for r in done]
+        ax.plot(epochs, accs, marker=".", color=color, label=label)
+        for r in run:
+            if _number(r["test_acc"]) is None:
+                ax.plot([r["epoch"]], [0.0], **DIVERGED_STYLE, label=diverged_label)
+                diverged_label = "_nolegend_"
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(-0.05, 1.05)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.set_title("Test accuracy per epoch", fontsize=10)
+    if len(_by_run(records)) <= 10:
+        ax.legend(fontsize=7)
+    return fig
+
+
+def summary_figure(records: Sequence[dict]) -> Figure:
+    """Final test accuracy against the head's learning rate (log axis), one line per setting.
+
+    Runs that diverged have no accuracy: they are marked with an x at the bottom.
+    """
+    fig = Figure(figsize=(4.8, 3.2), layout="constrained")
+    ax = fig.subplots()
+    groups: dict[tuple, list[dict]] = {}
+    for record in final_records(records):
+        key = tuple(record[k] for k in GROUP_FIELDS)
+        groups.setdefault(key, []).append(record)
+    diverged = []
+    for i, ((lr, epochs, frozen, init_row), finals) in enumerate(groups.items()):
+        finals = sorted(finals, key=lambda r: r["head_lr"])
+        ok = [r for r in finals if _number(r["test_acc"]) is not None]
+        diverged += [r for r in finals if _number(r["test_acc"]) is None]
+        label = f"lr {lr:.1e}, {_count(epochs, 'epoch')}"
+        label += ", frozen" if frozen else ""
+        label += ", init row" if init_row else ""
+        ax.plot(
+            [r["head_lr"] for r in ok], [r["test_acc"] for r in ok], marker="o",
+            color=f"C{i % 10}", label=label,
+        )  # fmt: skip
+    if diverged:
+        xs = [r["head_lr"] for r in diverged]
+        ax.plot(xs, [0.0] * len(xs), **DIVERGED_STYLE, label="diverged (no accuracy)")
+    ax.set_xscale("log")
+    ax.set_xlabel("head learning rate (lr * multiplier)")
+    ax.set_ylabel("final test accuracy")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title("Final test accuracy per run", fontsize=10)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def results_table(records: Sequence[dict]) -> str:
+    """An HTML table with one row per run (its final record); missing values show as —."""
+    aligns = ["right"] * (len(TABLE_COLUMNS) - 1) + ["left"]  # numbers right, status left
+    cells = [f'style="padding:1px 8px;text-align:{align}"' for align in aligns]
+    head = "".join(
+        f"<th {cell}>{html.escape(c)}</th>" for cell, c in zip(cells, TABLE_COLUMNS, strict=True)
+    )
+    rows = []
+    for r in final_records(records):
+        values = (
+            str(r["run"]), _fmt(r["learning_rate"], ".1e"), _fmt(r["head_multiplier"], "g"),
+            _fmt(r["head_lr"], ".1e"), str(r["num_epochs"]), _yes_no(r["freeze_body"]),
+            _yes_no(r["init_hotdog_row"]), _fmt(r["train_loss"], ".3f"),
+            _fmt(r["train_acc"], ".3f"), _fmt(r["test_acc"], ".3f"), str(r["status"] or "—"),
+        )  # fmt: skip
+        tds = (f"<td {cell}>{html.escape(v)}</td>" for cell, v in zip(cells, values, strict=True))
+        rows.append("<tr>" + "".join(tds) + "</tr>")
+    return (
+        '<table style="border-collapse:collapse;font-size:90%">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _image() -> widgets.Image:
+    return widgets.Image(value=b"", format="png", layout=widgets.Layout(display="none"))
+
+
+def _set_png(image: widgets.Image, png: bytes) -> None:
+    """Show ``png`` in ``image``, or hide the widget when there is nothing to show."""
+    image.value = png
+    image.layout.display = None if png else "none"
+
+
+def _by_run(records: Sequence[dict]) -> list[list[dict]]:
+    runs: dict[int, list[dict]] = {}
+    for record in records:
+        runs.setdefault(record["run"], []).append(record)
+    return [runs[run] for run in sorted(runs)]
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float, or None when it is missing or not finite."""
+    if value is None or isinstance(value, bool):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _fmt(value: Any, spec: str) -> str:
+    number = _number(value)
+    return "—" if number is None else format(number, spec)
+
+
+def _yes_no(value: Any) -> str:
+    return "—" if value is None else ("yes" if value else "no")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -1,0 +1,135 @@
+"""Sweeps: tidy records, divergence, and the frozen-body feature path."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, decode_folder
+from d2lhelpers.finetune import D2L_WEIGHT_DECAY
+from d2lhelpers.models import find_head, freeze_body
+from d2lhelpers.precision import choose_precision
+from d2lhelpers.sweep import (
+    RECORD_FIELDS,
+    Sweeper,
+    SweepSetting,
+    TensorBatches,
+    compute_features,
+    final_records,
+    frozen_body_of,
+)
+from d2lhelpers.train import fit
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def sweeper(tiny_workspace) -> Sweeper:
+    return Sweeper(tiny_workspace, batch_size=4, device=CPU)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"learning_rate": 0}, {"learning_rate": -1}, {"learning_rate": 0.1, "head_multiplier": 0},
+     {"learning_rate": 0.1, "num_epochs": 0}],
+)  # fmt: skip
+def test_setting_rejects_bad_values(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        SweepSetting(**kwargs)
+
+
+def test_records_have_the_promised_fields(sweeper: Sweeper) -> None:
+    settings = [SweepSetting(0.01, 10, num_epochs=2), SweepSetting(0.01, 2, 1, freeze_body=True)]
+    seen = []
+    records = sweeper.run(settings, on_run=lambda r: seen.append(len(r)), progress=False)
+    assert seen == [2, 3]  # called after each run with all records so far
+    assert len(records) == 3
+    for record in records:
+        assert tuple(record) == RECORD_FIELDS
+        assert record["status"] == "ok"
+        assert 0 <= record["test_acc"] <= 1
+        assert math.isfinite(record["train_loss"])
+    assert [r["run"] for r in records] == [0, 0, 1]
+    assert records[0]["head_lr"] == pytest.approx(0.1)
+    assert records[2]["freeze_body"] is True
+    assert [r["epoch"] for r in final_records(records)] == [2, 1]
+
+
+def test_divergence_is_recorded_not_raised(sweeper: Sweeper) -> None:
+    records = sweeper.run([SweepSetting(1e6, 100, num_epochs=3)], progress=False)
+    last = records[-1]
+    assert last["status"].startswith("diverged at epoch")
+    assert last["test_acc"] is None and last["train_acc"] is None
+    for record in records:
+        for key in ("train_loss", "train_acc", "test_acc"):
+            assert record[key] is None or math.isfinite(record[key])
+
+
+def test_init_hotdog_row_copies_the_source_row(sweeper: Sweeper) -> None:
+    source_head = find_head(sweeper.source).layer
+    row = sweeper.workspace.source_hotdog_class
+    net = sweeper.target_model(SweepSetting(0.01, init_hotdog_row=True))
+    assert torch.equal(net.fc.weight[0], source_head.weight[row])
+    assert torch.equal(net.fc.bias[0], source_head.bias[row])
+    plain = sweeper.target_model(SweepSetting(0.01))
+    assert not torch.equal(plain.fc.weight[0], source_head.weight[row])
+    assert torch.equal(plain.fc.weight[1], net.fc.weight[1])  # same seed, same other row
+
+
+def test_frozen_features_match_training_through_the_frozen_body(tiny_workspace) -> None:
+    """Training the head on cached features equals training it through the frozen body."""
+    fp32 = choose_precision(CPU, "fp32")
+    sweeper = Sweeper(tiny_workspace, batch_size=4, device=CPU)
+    setting = SweepSetting(0.05, 10, num_epochs=2, freeze_body=True)
+    recipe, root = tiny_workspace.recipe, tiny_workspace.root
+    train = decode_folder(root / "train", recipe.stored_size, HOTDOG_CLASSES)
+    test = decode_folder(root / "test", recipe.stored_size, HOTDOG_CLASSES)
+
+    # Path 1: the whole frozen network on centre-cropped images, in a fixed order.
+    net = freeze_body(sweeper.target_model(setting))
+    optimizer = torch.optim.SGD(
+        [p for p in net.parameters() if p.requires_grad],
+        lr=0.5, weight_decay=D2L_WEIGHT_DECAY / 4,
+    )  # fmt: skip
+    through = fit(
+        net, BatchLoader(train, 4, recipe, train=False, channels_last=False),
+        BatchLoader(test, 8, recipe, train=False, channels_last=False), optimizer, 2,
+        device=CPU, precision=fp32, progress=False,
+    )  # fmt: skip
+
+    # Path 2: features computed once, then only the head trains, in the same order.
+    body = frozen_body_of(sweeper.source)
+    xs = compute_features(body, BatchLoader(train, 8, recipe, train=False), fp32)
+    ts = compute_features(body, BatchLoader(test, 8, recipe, train=False), fp32)
+    head = find_head(sweeper.target_model(setting)).layer
+    optimizer = torch.optim.SGD(head.parameters(), lr=0.5, weight_decay=D2L_WEIGHT_DECAY / 4)
+    cached = fit(
+        head, TensorBatches(*xs, 4, shuffle=False), TensorBatches(*ts, 8, shuffle=False),
+        optimizer, 2, device=CPU, precision=fp32, progress=False,
+    )  # fmt: skip
+
+    assert torch.allclose(head.weight, net.fc.weight, atol=1e-5)
+    assert torch.allclose(head.bias, net.fc.bias, atol=1e-5)
+    for a, b in zip(through.epochs, cached.epochs, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, abs=1e-5)
+        assert a.test_acc == b.test_acc
+
+
+def test_frozen_features_are_computed_once(sweeper: Sweeper, monkeypatch) -> None:
+    sweeper.features()
+    monkeypatch.setattr(
+        "d2lhelpers.sweep.compute_features", lambda *a: pytest.fail("computed again")
+    )
+    records = sweeper.run([SweepSetting(0.01, 10, 1, freeze_body=True)] * 2, progress=False)
+    assert len(records) == 2
+
+
+def test_tensor_batches_cover_every_row_once() -> None:
+    x = torch.arange(10).float()[:, None]
+    batches = TensorBatches(x, torch.arange(10), 3, shuffle=True, seed=1)
+    assert len(batches) == 4
+    rows = torch.cat([xb[:, 0] for xb, _ in batches])
+    assert sorted(rows.tolist()) == list(range(10))
+    assert rows.tolist() != list(range(10))

@@ -1,0 +1,243 @@
+"""The sweep panel: real tiny sweeps through its controls, and fake sweepers for the edge cases.
+
+ipywidgets only logs an exception raised in an ``on_click`` handler, so these tests assert on
+the panel's state after a click, never on "no exception". They also run against ipywidgets
+7.7.1 (Colab's): ``bash scripts/ipywidgets7_env.sh DIR`` then ``PYTHONPATH=DIR pytest ...``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import ipywidgets
+import pytest
+import torch
+
+from d2lhelpers.sweep import RECORD_FIELDS, Sweeper, SweepSetting, records_of
+from d2lhelpers.train import EpochStats, History
+from d2lhelpers.widgets import SweepPanel
+from d2lhelpers.workspace import Workspace
+
+# ipywidgets 7 opens its comms through ipykernel's deprecated Comm class.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The `ipykernel.comm.Comm` class has been deprecated:DeprecationWarning"
+)
+PNG = b"\x89PNG"
+OnRun = Callable[[list[dict]], None] | None
+
+
+@pytest.fixture(scope="module")
+def sweeper(tiny_workspace: Workspace) -> Sweeper:
+    """A real Sweeper on the miniature stand-in of conftest.py."""
+    return Sweeper(tiny_workspace, batch_size=4, device=torch.device("cpu"))
+
+
+def history(setting: SweepSetting, diverge_at: int | None = None) -> History:
+    """A made-up History: full epochs, or the ones before ``diverge_at``, then diverged."""
+    h = History("", "cpu", "fp32", {})
+    last = setting.num_epochs if diverge_at is None else diverge_at - 1
+    for e in range(1, last + 1):
+        h.epochs.append(EpochStats(e, 0.7 / e, 0.6 + 0.05 * e, 0.55 + 0.05 * e, 100.0, 0.1))
+    if diverge_at is not None:
+        h.status, h.diverged_at = "diverged", (diverge_at, 2)
+    return h
+
+
+class FakeSweeper:
+    """Records made by ``records_of`` without training; runs with head lr >= 1 diverge."""
+
+    def __init__(self, fail_after: int | None = None, during: Callable | None = None) -> None:
+        self.calls: list[list[SweepSetting]] = []
+        self.fail_after, self.during = fail_after, during
+
+    def run(
+        self, settings: Sequence[SweepSetting], on_run: OnRun = None, progress: bool = True
+    ) -> list[dict]:
+        self.calls.append(list(settings))
+        records: list[dict] = []
+        for run, setting in enumerate(settings):
+            if run == self.fail_after:
+                raise RuntimeError("CUDA out of memory.\n  Tried to allocate 2 GiB")
+            lr = setting.learning_rate * setting.head_multiplier
+            records += records_of(run, setting, history(setting, 2 if lr >= 1 else None))
+            if self.during is not None:
+                self.during()
+            if on_run is not None:
+                on_run(records)
+        return records
+
+
+def png(image: ipywidgets.Image) -> bytes:
+    """An Image widget's bytes (ipywidgets 8 holds a memoryview, 7 bytes)."""
+    return bytes(image.value)
+
+
+def table_rows(panel: SweepPanel) -> list[list[str]]:
+    body = panel.table.value.split("<tbody>", 1)[1]
+    rows = re.findall(r"<tr>.*?</tr>", body)
+    return [re.findall(r"<td(?:\s[^>]*)?>(.*?)</td>", row) for row in rows]
+
+
+def column(panel: SweepPanel, name: str) -> list[str]:
+    header = re.findall(r"<th(?:\s[^>]*)?>(.*?)</th>", panel.table.value)
+    return [row[header.index(name)] for row in table_rows(panel)]
+
+
+@pytest.mark.parametrize("version", [ipywidgets.__version__], ids=[ipywidgets.__version__])
+def test_ipywidgets_version(version: str, record_property: Callable) -> None:
+    """The test id shows the ipywidgets these tests ran against (7.7.1 on Colab)."""
+    record_property("ipywidgets", version)
+    print(f"ipywidgets {version}")
+    assert version.split(".")[0] in ("7", "8")
+
+
+def test_controls_and_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    panel = SweepPanel(FakeSweeper())
+    assert panel.learning_rate.value == pytest.approx(6.4e-3)
+    assert panel.multipliers.value == (1, 10)
+    assert [value for _, value in panel.multipliers.options] == [1, 2, 5, 10, 20, 50, 100]
+    assert (panel.epochs.value, panel.epochs.min, panel.epochs.max) == (3, 1, 10)
+    assert not panel.freeze_body.value and not panel.init_hotdog_row.value
+    assert isinstance(panel.widget, ipywidgets.VBox)
+    assert panel.records == [] and panel.table.value == "" and png(panel.live_plot) == b""
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: shown.extend(objs))
+    panel._ipython_display_()
+    assert shown == [panel.widget]
+
+
+def test_run_trains_and_shows_results(sweeper: Sweeper) -> None:
+    panel = SweepPanel(sweeper)
+    panel.learning_rate.value = 1e-2
+    panel.multipliers.value = (10, 1)
+    panel.epochs.value = 1
+    panel.freeze_body.value = True
+    panel.run_button.click()
+
+    assert "Done: 2 runs" in panel.status.value, panel.status.value
+    assert len(panel.records) == 2 * 1
+    assert all(tuple(r) == RECORD_FIELDS for r in panel.records)
+    assert [r["head_multiplier"] for r in panel.records] == [1, 10]
+    assert all(r["freeze_body"] and r["learning_rate"] == 1e-2 for r in panel.records)
+    assert column(panel, "run") == ["0", "1"]
+    assert column(panel, "multiplier") == ["1", "10"]
+    assert column(panel, "head lr") == ["1.0e-02", "1.0e-01"]
+    assert column(panel, "frozen") == ["yes", "yes"]
+    assert column(panel, "status") == ["ok", "ok"]
+    assert png(panel.summary_plot).startswith(PNG)
+    assert png(panel.live_plot).startswith(PNG)
+    assert panel.summary_plot.layout.display is None
+    assert (panel.progress.value, panel.progress.max) == (2, 2)
+    assert not panel.run_button.disabled
+
+    # A second click adds its runs, numbered on from the first click's.
+    first_summary = png(panel.summary_plot)
+    panel.multipliers.value = (2,)
+    panel.epochs.value = 2
+    panel.freeze_body.value = False
+    panel.init_hotdog_row.value = True
+    panel.run_button.click()
+    assert len(panel.records) == 2 * 1 + 1 * 2
+    assert [r["run"] for r in panel.records] == [0, 1, 2, 2]
+    assert column(panel, "run") == ["0", "1", "2"]
+    assert column(panel, "init row") == ["no", "no", "yes"]
+    assert column(panel, "epochs") == ["1", "1", "2"]
+    assert (panel.progress.value, panel.progress.max) == (1, 1)
+    assert png(panel.summary_plot).startswith(PNG)
+    assert png(panel.summary_plot) != first_summary
+
+    panel.clear_button.click()
+    assert panel.records == []
+    assert panel.table.value == panel.status.value == ""
+    assert png(panel.summary_plot) == png(panel.live_plot) == b""
+    assert panel.summary_plot.layout.display == "none"
+    assert panel.progress.value == 0
+
+    # After Clear, run numbers start again from 0.
+    panel.multipliers.value = (5,)
+    panel.epochs.value = 1
+    panel.freeze_body.value = True
+    panel.run_button.click()
+    assert [r["run"] for r in panel.records] == [0]
+
+
+def test_live_figure_and_progress_update_after_each_run() -> None:
+    seen = []
+    fake = FakeSweeper()
+    panel = SweepPanel(fake)
+    fake.during = lambda: seen.append(
+        (panel.run_button.disabled, panel.progress.value, png(panel.live_plot)[:4])
+    )
+    panel.multipliers.value = (1, 2, 5)
+    panel.run_button.click()
+    # Before each run's on_run: the button is off; the bar and figure show the runs before it.
+    assert seen == [(True, 0, b""), (True, 1, PNG), (True, 2, PNG)]
+    assert (panel.progress.value, panel.progress.max) == (3, 3)
+    assert not panel.run_button.disabled
+
+
+def test_run_click_while_running_is_ignored() -> None:
+    fake = FakeSweeper()
+    panel = SweepPanel(fake)
+    fake.during = panel.run_button.click
+    panel.multipliers.value = (1,)
+    panel.run_button.click()
+    assert len(fake.calls) == 1
+    assert len(panel.records) == 3
+
+
+def test_diverged_run_is_a_result_not_an_error() -> None:
+    panel = SweepPanel(FakeSweeper())
+    panel.learning_rate.value = 0.1
+    panel.multipliers.value = (1, 100)  # head lr 0.1 trains; head lr 10 diverges in epoch 2
+    panel.run_button.click()
+
+    assert "Done: 2 runs, 1 diverged" in panel.status.value
+    assert column(panel, "status") == ["ok", "diverged at epoch 2, batch 2"]
+    assert column(panel, "test acc") == ["0.700", "—"]
+    assert column(panel, "train loss")[1] == "—"
+    assert "nan" not in panel.table.value.lower()
+    assert "None" not in panel.table.value
+    assert png(panel.summary_plot).startswith(PNG)
+    assert panel.records[-1]["test_acc"] is None
+
+
+def test_empty_selection_is_a_message() -> None:
+    fake = FakeSweeper()
+    panel = SweepPanel(fake)
+    panel.multipliers.value = (1,)
+    panel.run_button.click()
+    before = ([dict(r) for r in panel.records], panel.table.value, png(panel.summary_plot))
+
+    panel.multipliers.value = ()
+    panel.run_button.click()
+    assert "ValueError: select at least one head multiplier" in panel.status.value
+    assert "Traceback" not in panel.status.value
+    assert len(fake.calls) == 1  # no second sweep
+    assert (panel.records, panel.table.value, png(panel.summary_plot)) == before
+    assert not panel.run_button.disabled
+
+
+def test_bad_setting_is_a_message() -> None:
+    fake = FakeSweeper()
+    panel = SweepPanel(fake, multipliers=(0, 1))
+    panel.multipliers.value = (0, 1)
+    panel.run_button.click()
+    assert "ValueError: head_multiplier must be positive, got 0." in panel.status.value
+    assert fake.calls == [] and panel.records == []
+    assert not panel.run_button.disabled
+
+
+def test_sweeper_error_is_a_message_and_keeps_finished_runs() -> None:
+    panel = SweepPanel(FakeSweeper(fail_after=1))
+    panel.multipliers.value = (1, 10)
+    panel.run_button.click()
+    message = "RuntimeError: CUDA out of memory. Tried to allocate 2 GiB (1 of 2 runs finished)"
+    assert message in panel.status.value  # on one line
+    assert "\n" not in panel.status.value
+    assert not panel.run_button.disabled
+    assert {r["run"] for r in panel.records} == {0}  # the run finished before the error
+    assert column(panel, "multiplier") == ["1"]
+    assert png(panel.summary_plot).startswith(PNG)
+    assert panel.progress.value == 1
