@@ -130,7 +130,8 @@ def _atomic_write(target: Path, write) -> None:
 
 def _decode_all(items: Sequence[tuple[Path, int]], stored_size: int, desc: str):
     """Decode in threads (PIL releases the GIL); returns pixels, labels, paths, skipped."""
-    workers = min(8, os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(8, cores or 1)
     with ThreadPoolExecutor(workers) as pool:
         results = list(
             tqdm(
@@ -173,8 +174,10 @@ def decode_folder(
         meta = {"labels": labels, "paths": paths, "skipped": skipped}
         _atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
     meta = json.loads(meta_path.read_text())
-    pixels = np.load(pixel_path, mmap_mode="r")
-    pixels = torch.from_numpy(np.array(pixels)) if pixels.nbytes <= ram_budget else pixels
+    if pixel_path.stat().st_size <= ram_budget:
+        pixels = torch.from_numpy(np.load(pixel_path))
+    else:
+        pixels = np.load(pixel_path, mmap_mode="r")
     images = DecodedImages(
         pixels, torch.tensor(meta["labels"], dtype=torch.int64), meta["paths"], classes
     )
@@ -256,8 +259,8 @@ class BatchLoader:
         pixels = pixels.to(self.device, non_blocking=True)
         x = self._random_crops(pixels) if self.train else self._center_crops(pixels)
         if self.train:
-            flip = torch.rand(len(x), generator=self.generator) < 0.5
-            x = torch.where(flip.to(self.device).view(-1, 1, 1, 1), x.flip(-1), x)
+            flip = (torch.rand(len(x), generator=self.generator) < 0.5).to(self.device)
+            x[flip] = x[flip].flip(-1)
         x = x * self._scale - self._shift
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
