@@ -9,6 +9,7 @@ centre-cropped training images (no random augmentation), so that computing them 
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
@@ -106,6 +107,7 @@ class Sweeper:
         self.precision = choose_precision(self.device)
         self.source = workspace.source_model()
         self._features: tuple[TensorBatches, TensorBatches] | None = None
+        self.feature_seconds: float | None = None  # time spent computing the features once
 
     def run(
         self,
@@ -173,6 +175,7 @@ class Sweeper:
     def features(self) -> tuple[TensorBatches, TensorBatches]:
         """Training and test features of the frozen source body, computed on first use."""
         if self._features is None:
+            start = time.perf_counter()
             body = frozen_body_of(self.source).to(self.device)
             recipe, root = self.workspace.recipe, self.workspace.root
             batches = []
@@ -182,6 +185,7 @@ class Sweeper:
                 x, y = compute_features(body, loader, self.precision)
                 batches.append(TensorBatches(x, y, self.batch_size, shuffle, self.seed))
             self._features = (batches[0], batches[1])
+            self.feature_seconds = time.perf_counter() - start
         return self._features
 
 

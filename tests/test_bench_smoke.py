@@ -22,7 +22,7 @@ INSTALL = "pip install -r benchmarks/requirements.txt && pip install --no-deps d
 SMOKE_ARGS = [
     "--sizes", "32", "--train-per-class", "10", "--test-per-class", "2", "--batch-size", "4",
     "--epochs", "2", "--repeats", "1", "--frozen-size", "32", "--frozen-epochs", "1",
-    "--threads", "1", "--device", "cpu",
+    "--threads", "1", "--device", "cpu", "--source", "random",
 ]  # fmt: skip
 SIDE_FIELDS = {
     "train_images_per_sec", "train_images_per_sec_after_first_epoch", "seconds_per_epoch",
@@ -71,6 +71,7 @@ def test_json_has_both_sides_ratios_and_the_setup(report: tuple[dict, str, str])
     assert row["same_initial_weights"] is True
     frozen = data["summary"]["frozen"]
     assert frozen["runs"] == 5 and frozen["ratio_full_over_sweeper"]["median"] > 0
+    assert frozen["ratio_full_over_cached_sweeper"]["median"] > 0
     assert len(frozen["full_test_accs"]) == len(frozen["sweeper_test_accs"]) == 5
     cache = data["summary"]["cache"]["32"]
     assert cache["bytes_per_image"] == 3 * cache["stored_size"] ** 2 and cache["cache_bytes"] > 0
