@@ -7,6 +7,7 @@ and its weight decay is 128x larger in relative terms (see :func:`summed_to_mean
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -91,8 +92,6 @@ class History:
         return asdict(self)
 
     def save(self, path: str | Path) -> None:
-        import json
-
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
 
