@@ -77,7 +77,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, Recipe, decode_folder
-from d2lhelpers.finetune import D2L_WEIGHT_DECAY, fine_tune
+from d2lhelpers.finetune import default_weight_decay, fine_tune
 from d2lhelpers.models import find_head, freeze_body, make_target_model
 from d2lhelpers.precision import choose_precision, cpu_has_native_bf16
 from d2lhelpers.standin import ImageSetSpec, source_checkpoint, write_image_set
@@ -392,7 +392,7 @@ def run_frozen_full(t: Trial, device: torch.device) -> dict[str, Any]:
         optimizer = torch.optim.SGD(
             head.parameters(),
             lr=setting.learning_rate * setting.head_multiplier,
-            weight_decay=D2L_WEIGHT_DECAY / t.batch_size,
+            weight_decay=default_weight_decay(t.batch_size),
         )
         history = fit(
             net, train_iter, test_iter, optimizer, setting.num_epochs,
@@ -802,7 +802,7 @@ def build_report(args: argparse.Namespace, data: dict, results: list[dict]) -> d
             "d2l_learning_rate": D2L_LEARNING_RATE,
             "ours_learning_rate": D2L_LEARNING_RATE * args.batch_size,
             "head_multiplier": HEAD_MULTIPLIER,
-            "weight_decay": {"reference": 0.001, "ours": D2L_WEIGHT_DECAY / args.batch_size},
+            "weight_decay": {"reference": 0.001, "ours": default_weight_decay(args.batch_size)},
         },
         "data": data,
         "summary": summarise(args, results),

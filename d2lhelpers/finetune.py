@@ -14,6 +14,12 @@ from .workspace import Workspace
 
 D2L_WEIGHT_DECAY = 1e-3  # d2l's value, for a loss summed over the batch
 
+
+def default_weight_decay(batch_size: int) -> float:
+    """d2l's weight decay for a summed loss, as the same SGD steps on a mean loss."""
+    return D2L_WEIGHT_DECAY / batch_size
+
+
 # The chapter's settings per data source; learning rates are for the mean-reduced loss.
 # "real" is d2l's recipe: 5e-5 and 5e-4 for a summed loss, times the batch size of 128.
 # "standin" keeps the batch size, epochs and the 10x ratio between scratch and fine-tuning; its
@@ -52,7 +58,7 @@ def fine_tune(
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be positive, got {learning_rate}.")
     device = device or default_device()
-    weight_decay = D2L_WEIGHT_DECAY / batch_size if weight_decay is None else weight_decay
+    weight_decay = default_weight_decay(batch_size) if weight_decay is None else weight_decay
     train_iter, test_iter = workspace.loaders(batch_size, device, seed)
     net = net.to(device, memory_format=torch.channels_last)
     if param_group:

@@ -131,15 +131,13 @@ def source_set(data_dir: Path, spec: ImageSetSpec = SOURCE_SPEC, progress: bool 
 
 @dataclass(frozen=True)
 class SourceTraining:
-    """How the stand-in source model is trained (mean-reduced cross-entropy, SGD)."""
+    """How the stand-in source model is trained (mean cross-entropy, AdamW, one-cycle rate)."""
 
     image_size: int = 64
     min_crop_scale: float = 0.5  # RandomResizedCrop's smallest crop area
     epochs: int = 6
     batch_size: int = 128
     learning_rate: float = 0.002
-    momentum: float = 0.9
-    optimizer: str = "adamw"
     weight_decay: float = 0.05
     seed: int = 0
 
@@ -158,17 +156,9 @@ def _train_source(
     kwargs = {"device": device, "seed": settings.seed}
     train_iter = BatchLoader(train, settings.batch_size, recipe, train=True, **kwargs)
     test_iter = BatchLoader(test, 256, recipe, train=False, **kwargs)
-    if settings.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(
-            net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-        )
-    else:
-        optimizer = torch.optim.SGD(
-            net.parameters(),
-            lr=settings.learning_rate,
-            momentum=settings.momentum,
-            weight_decay=settings.weight_decay,
-        )
+    optimizer = torch.optim.AdamW(
+        net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, settings.learning_rate, total_steps=settings.epochs * len(train_iter)
     )

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import HOTDOG_CLASSES, BatchLoader, decode_folder
-from .finetune import D2L_WEIGHT_DECAY, fine_tune
+from .finetune import default_weight_decay, fine_tune
 from .models import copy_class_row, find_head, freeze_body, make_target_model
 from .precision import Precision, choose_precision
 from .train import History, default_device, fit
@@ -158,7 +158,7 @@ class Sweeper:
         head = head.to(self.device)
         head_lr = setting.learning_rate * setting.head_multiplier
         optimizer = torch.optim.SGD(
-            head.parameters(), lr=head_lr, weight_decay=D2L_WEIGHT_DECAY / self.batch_size
+            head.parameters(), lr=head_lr, weight_decay=default_weight_decay(self.batch_size)
         )
         return fit(
             head,
@@ -210,15 +210,14 @@ def records_of(run: int, setting: SweepSetting, history: History) -> list[dict]:
     return [{key: row[key] for key in RECORD_FIELDS} for row in rows]
 
 
-def run_sweep(workspace: Workspace, settings: Sequence[SweepSetting], **options) -> list[dict]:
-    """One sweep on ``workspace`` (see :class:`Sweeper` for ``options``)."""
-    progress = options.pop("progress", True)
-    return Sweeper(workspace, **options).run(settings, progress=progress)
+def records_by_run(records: Sequence[dict]) -> list[list[dict]]:
+    """The records grouped by run, runs in order, each run's records in their order."""
+    runs: dict[int, list[dict]] = {}
+    for record in records:
+        runs.setdefault(record["run"], []).append(record)
+    return [runs[run] for run in sorted(runs)]
 
 
 def final_records(records: Sequence[dict]) -> list[dict]:
     """The last record of every run (its final epoch, or the epoch where it diverged)."""
-    last: dict[int, dict] = {}
-    for record in records:
-        last[record["run"]] = record
-    return [last[run] for run in sorted(last)]
+    return [run[-1] for run in records_by_run(records)]

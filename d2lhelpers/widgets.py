@@ -21,9 +21,10 @@ import ipywidgets as widgets
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .sweep import SweepSetting, final_records
+from .finetune import CHAPTER_SETTINGS
+from .sweep import SweepSetting, final_records, records_by_run
 
-DEFAULT_LEARNING_RATE = 5e-5 * 128  # the chapter's fine-tuning rate, for the mean-reduced loss
+DEFAULT_LEARNING_RATE = CHAPTER_SETTINGS["real"]["finetune_lr"]  # d2l's, for the mean loss
 DEFAULT_MULTIPLIERS = (1, 10)
 DIVERGED_STYLE = {"marker": "x", "color": "#c62828", "markersize": 9, "mew": 2, "ls": "none"}
 GROUP_FIELDS = ("learning_rate", "num_epochs", "freeze_body", "init_hotdog_row")
@@ -206,7 +207,8 @@ def live_figure(records: Sequence[dict]) -> Figure:
     fig = Figure(figsize=(4.8, 3.2), layout="constrained")
     ax = fig.subplots()
     diverged_label = "diverged"
-    for i, run in enumerate(_by_run(records)):
+    runs = records_by_run(records)
+    for i, run in enumerate(runs):
         first, color = run[0], f"C{i % 10}"
         done = [r for r in run if _number(r["test_acc"]) is not None]
         label = f"run {first['run']}: head lr {first['head_lr']:.1e}"
@@ -223,7 +225,7 @@ def live_figure(records: Sequence[dict]) -> Figure:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.set_title("Test accuracy per epoch", fontsize=10)
-    if len(_by_run(records)) <= 10:
+    if len(runs) <= 10:
         ax.legend(fontsize=7)
     return fig
 
@@ -295,13 +297,6 @@ def _set_png(image: widgets.Image, png: bytes) -> None:
     """Show ``png`` in ``image``, or hide the widget when there is nothing to show."""
     image.value = png
     image.layout.display = None if png else "none"
-
-
-def _by_run(records: Sequence[dict]) -> list[list[dict]]:
-    runs: dict[int, list[dict]] = {}
-    for record in records:
-        runs.setdefault(record["run"], []).append(record)
-    return [runs[run] for run in sorted(runs)]
 
 
 def _number(value: Any) -> float | None:
