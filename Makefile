@@ -10,7 +10,8 @@ export D2LHELPERS_DATA_SOURCE ?= standin
 export D2LHELPERS_DATA ?= $(CURDIR)/.data
 export PYTHONHASHSEED := 0
 
-.PHONY: book test venv lint unit fast widgets7 integration notebooks bench bench-install clean
+.PHONY: book test venv lint unit fast widgets7 integration notebooks bench bench-install clean \
+	assets browser-deps browser colab-check
 
 venv: $(STAMP)
 
@@ -21,7 +22,21 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-book: $(STAMP)
+# The pages serve require.js, the ipywidgets HTML manager and MathJax themselves (no CDN):
+# npm installs the versions pinned in package-lock.json, and a script copies them to _vendor.
+NPM_STAMP := node_modules/.package-lock.json
+ASSETS := _vendor/versions.json
+$(NPM_STAMP): package.json package-lock.json
+	npm ci
+$(ASSETS): $(NPM_STAMP) scripts/vendor_book_assets.py $(STAMP)
+	$(BIN)/python scripts/vendor_book_assets.py
+	rm -rf _build/html _build/.doctrees   # Sphinx recopies static files only on a full write
+
+assets: $(ASSETS)
+
+# Notebooks are executed through the execution cache (_build/.jupyter_cache): a rebuild
+# re-runs only notebooks whose code changed.
+book: $(STAMP) $(ASSETS)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 
 lint: $(STAMP)
@@ -30,7 +45,7 @@ lint: $(STAMP)
 
 # Fast unit tests only (about a minute).
 unit fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow and not book" -q
 
 # The widget tests again, against ipywidgets 7.7.1 (what Colab ships), in a side folder.
 IPYW7 := $(VENV)/ipywidgets7
@@ -60,7 +75,36 @@ integration: $(STAMP) $(BENCH_STAMP)
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:randomly -q chapters
 
-test: lint unit widgets7 integration notebooks
+# The built book, offline, in Debian's Chromium (Playwright drives it through its path; a
+# browser download is impossible here). Without root: set CHROMIUM=/path/to/chromium-or-chrome.
+browser-deps:
+	@if [ -z "$$CHROMIUM" ] && ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "Chromium is missing: ask an administrator to 'apt-get install chromium'," \
+	    "or set CHROMIUM to a Chromium or Chrome binary of your own."; exit 1; fi; \
+	fi
+
+browser: $(STAMP) browser-deps
+	$(BIN)/python -m pytest -m book -q -p no:randomly tests/test_book_offline.py tests/test_book_browser.py
+
+# Every notebook executed in a Colab-shaped environment (Python 3.12, IPython 7.34,
+# ipywidgets 7.7.1, ...), after installing d2lhelpers the way the notebooks' Colab cell does.
+PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12 \
+	/root/.pyenv/versions/3.12*/bin/python3.12) \
+	$(shell command -v python3.12 2>/dev/null))
+COLAB_VENV := .venv-colab
+COLAB_STAMP := $(COLAB_VENV)/.installed
+$(COLAB_STAMP): scripts/colab_requirements.txt
+	@test -n "$(PYTHON312)" || { echo "colab-check needs Python 3.12: set PYTHON312=/path/to/python3.12"; exit 1; }
+	rm -rf $(COLAB_VENV)
+	$(PYTHON312) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install --quiet -r scripts/colab_requirements.txt
+	touch $@
+
+colab-check: $(COLAB_STAMP)
+	$(COLAB_VENV)/bin/python scripts/colab_check.py
+
+test: lint unit widgets7 integration notebooks book browser colab-check
 
 clean:
-	rm -rf _build .pytest_cache .ruff_cache
+	rm -rf _build .pytest_cache .ruff_cache _vendor

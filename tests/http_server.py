@@ -1,7 +1,9 @@
-"""A scriptable HTTP server on 127.0.0.1 for download tests (fixture ``server`` in conftest)."""
+"""HTTP servers on 127.0.0.1 for the tests: a scriptable one for the download tests (fixture
+``server`` in conftest) and a static one for the built book."""
 
 from __future__ import annotations
 
+import functools
 import http.server
 import threading
 import time
@@ -9,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,36 @@ def _make_handler(state: Server) -> type[http.server.BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serve() -> Iterator[Server]:
-    state = Server(0)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(state))
-    state.port = httpd.server_address[1]
+def running(httpd: http.server.ThreadingHTTPServer) -> Iterator[int]:
+    """Run ``httpd`` on a background thread; yield its port; shut it down afterwards."""
     thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
-        yield state
+        yield httpd.server_address[1]
     finally:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def serve() -> Iterator[Server]:
+    """The scripted server on a free port of 127.0.0.1."""
+    state = Server(0)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(state))
+    with running(httpd) as port:
+        state.port = port
+        yield state
+
+
+class _StaticHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def serve_folder(folder: Path) -> Iterator[str]:
+    """Serve the files under ``folder`` on a free port of 127.0.0.1; yield the base URL."""
+    handler = functools.partial(_StaticHandler, directory=str(folder))
+    with running(http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)) as port:
+        yield f"http://127.0.0.1:{port}/"

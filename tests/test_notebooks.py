@@ -7,14 +7,10 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from book_site import ROOT, book_config
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
-
-
-def config() -> dict:
-    return yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
 
 
 def code_cells(path: Path) -> list:
@@ -49,8 +45,8 @@ def test_checked_outputs_hold_no_progress_bars_or_figures(path: Path) -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_colab_cell_installs_from_the_configured_repository(path: Path) -> None:
-    repo = config()["repository"]["url"].rstrip("/")
-    branch = config()["repository"]["branch"]
+    repo = book_config()["repository"]["url"].rstrip("/")
+    branch = book_config()["repository"]["branch"]
     first = code_cells(path)[0].source
     assert f'REPO_URL = "{repo}"' in first
     assert '"google.colab" in sys.modules' in first
@@ -65,15 +61,15 @@ def test_colab_cell_installs_from_the_configured_repository(path: Path) -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_open_in_colab_link_points_at_this_notebook_on_main(path: Path) -> None:
-    repo = config()["repository"]["url"].rstrip("/")
+    repo = book_config()["repository"]["url"].rstrip("/")
     colab = repo.replace("https://github.com", "https://colab.research.google.com/github")
     first_markdown = nbformat.read(path, as_version=4).cells[0].source
-    expected = f"{colab}/blob/{config()['repository']['branch']}/{path.relative_to(ROOT)}"
+    expected = f"{colab}/blob/{book_config()['repository']['branch']}/{path.relative_to(ROOT)}"
     assert f"({expected})" in first_markdown
 
 
 def test_config_has_launch_and_repository_settings() -> None:
-    cfg = config()
+    cfg = book_config()
     assert cfg["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
     assert cfg["repository"]["branch"] == "main"
     assert cfg["sphinx"]["config"]["language"] == "zh_CN"

@@ -1,0 +1,23 @@
+"""Shared helpers for the tests of the built book (``_build/html``, made by ``make book``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = ROOT / "_build" / "html"
+
+
+def built_book() -> Path:
+    """The built book's folder; fails (never skips) when the book has not been built."""
+    if not (HTML / "index.html").is_file():
+        pytest.fail(f"{HTML / 'index.html'} not found: build the book first (make book).")
+    return HTML
+
+
+def book_config() -> dict:
+    """The book's ``_config.yml``."""
+    return yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
