@@ -8,8 +8,10 @@ scripts/colab_requirements.txt).  Steps:
 2. Read the install command from the notebooks' first cell, point its ``REPO_URL`` at this
    checkout (``git+file://…``, same ref) and run it as ``%pip`` would (``python -m pip``).
 3. Fail if that install changed the version of any package the environment already had.
-4. Execute each notebook with nbclient on the stand-in; fail on any error output, or a stderr
-   output that carries a warning or an error.  Executed copies go to _build/colab-check.
+4. Execute each notebook with nbclient on the stand-in; fail on any error output, a stderr
+   output that carries a warning or an error, or a ``# NBVAL_CHECK_OUTPUT`` cell whose text
+   differs from the output stored in the notebook (what nbval checks in the main environment).
+   Executed copies go to _build/colab-check.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ OUT = ROOT / "_build" / "colab-check"
 REPO_URL_LINE = re.compile(r'^REPO_URL = "([^"]+)"$', re.MULTILINE)
 PIP_LINE = re.compile(r"^\s*%pip (install .+)$", re.MULTILINE)
 STDERR_PROBLEM = re.compile(r"Warning|Error|Traceback")
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 PROBE = """\
 import sys, IPython, ipywidgets, matplotlib
 print(sys.executable, sys.version_info[:2], IPython.__version__, ipywidgets.__version__,
@@ -101,15 +104,24 @@ def install_like_colab(notebooks: list[Path]) -> None:
     print(f"colab-check: the install added {added} and changed nothing else", file=sys.stderr)
 
 
-def problems(nb: nbformat.NotebookNode) -> list[str]:
-    """Error outputs, and stderr outputs that carry a warning, an error or a traceback."""
+def texts(cell: nbformat.NotebookNode) -> list[str]:
+    """A cell's outputs as text: streams and the plain-text form of results."""
+    return [o.get("text") or o.get("data", {}).get("text/plain", "") for o in cell.outputs]
+
+
+def problems(nb: nbformat.NotebookNode, stored: nbformat.NotebookNode) -> list[str]:
+    """Error outputs, stderr outputs with a warning, an error or a traceback, and checked cells
+    whose text differs from ``stored`` (the committed notebook)."""
     found = []
-    for index, cell in enumerate(nb.cells):
+    for index, (cell, committed) in enumerate(zip(nb.cells, stored.cells, strict=True)):
         for out in cell.get("outputs", []):
             if out.output_type == "error":
                 found.append(f"cell {index}: {out.ename}: {out.evalue}")
             elif out.get("name") == "stderr" and STDERR_PROBLEM.search(out.text):
                 found.append(f"cell {index} stderr: {out.text.strip()[:500]}")
+        checked = cell.cell_type == "code" and CHECK_MARK in cell.source
+        if checked and texts(cell) != texts(committed):
+            found.append(f"cell {index}: {texts(cell)} differs from stored {texts(committed)}")
     return found
 
 
@@ -153,7 +165,7 @@ def main() -> None:
         nbformat.write(nb, OUT / notebook.name)
         seconds = time.perf_counter() - start
         print(f"colab-check: {notebook.name} ran in {seconds:.0f} s", file=sys.stderr)
-        if found := problems(nb):
+        if found := problems(nb, nbformat.read(notebook, as_version=4)):
             failures[notebook.name] = found
     for name, found in failures.items():
         print(f"colab-check: {name}:\n  " + "\n  ".join(found), file=sys.stderr)

@@ -40,19 +40,27 @@ def test_a_notebook_without_the_install_cell_is_refused(colab_check, tmp_path) -
         colab_check.colab_install_command(path)
 
 
-def test_errors_and_warnings_on_stderr_are_problems_but_plain_stderr_is_not(colab_check) -> None:
+def test_errors_warnings_and_changed_checked_outputs_are_problems(colab_check) -> None:
     v4 = nbformat.v4
-    nb = v4.new_notebook(
-        cells=[
-            v4.new_code_cell(outputs=[v4.new_output("error", ename="ValueError", evalue="bad")]),
-            v4.new_code_cell(
-                outputs=[v4.new_output("stream", name="stderr", text="UserWarning: old API")]
-            ),
-            v4.new_code_cell(outputs=[v4.new_output("stream", name="stderr", text="epoch 1/5")]),
-            v4.new_code_cell(outputs=[v4.new_output("stream", name="stdout", text="Error rate")]),
-        ]
-    )
-    assert colab_check.problems(nb) == [
-        "cell 0: ValueError: bad",
-        "cell 1 stderr: UserWarning: old API",
-    ]
+    stream = v4.new_output
+
+    def notebook(checked_text: str) -> nbformat.NotebookNode:
+        return v4.new_notebook(
+            cells=[
+                v4.new_code_cell(outputs=[stream("error", ename="ValueError", evalue="bad")]),
+                v4.new_code_cell(outputs=[stream("stream", name="stderr", text="UserWarning: x")]),
+                v4.new_code_cell(outputs=[stream("stream", name="stderr", text="epoch 1/5")]),
+                v4.new_code_cell(outputs=[stream("stream", name="stdout", text="Error rate")]),
+                v4.new_code_cell(
+                    "# NBVAL_CHECK_OUTPUT\nprint(n)",
+                    outputs=[stream("stream", name="stdout", text=checked_text)],
+                ),
+            ]
+        )
+
+    stored = notebook("n = 1\n")
+    expected = ["cell 0: ValueError: bad", "cell 1 stderr: UserWarning: x"]
+    assert colab_check.problems(notebook("n = 1\n"), stored) == expected
+    changed = colab_check.problems(notebook("n = 2\n"), stored)
+    assert changed[:2] == expected
+    assert changed[2].startswith("cell 4: ['n = 2\\n'] differs from stored ['n = 1\\n']")
