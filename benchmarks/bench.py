@@ -14,6 +14,11 @@ same batch size, epochs, seed and SGD steps:
   augmentation on the device, channels-last, bf16 autocast where the CPU runs it natively,
   mean loss with lr x batch size and weight decay / batch size: the same steps as d2l's).
 
+Repeat r (from 0) runs its trials with seed ``--seed + r``: reference and ours of one repeat
+start from identical weights, different repeats from different new heads. The report pairs the
+two sides' final test accuracies by repeat (*accuracy parity*: each side's mean, and ours -
+reference per seed). The drawn images and a ``--source random`` model use ``--seed`` itself.
+
 Every trial (one side, one size, one repeat) runs in a fresh subprocess, so its peak RSS is its
 own and no warm cache in one process favours a side; the sides alternate (A/B, then B/A) so that
 machine drift hits both. A warm-up subprocess per size first builds ours' decoded cache (its
@@ -29,11 +34,15 @@ evaluation pass holds loading and forward. Training images/s = images trained / 
 seconds, so evaluation is excluded; total wall time covers building the loaders, training and
 every evaluation.
 
-Usage (from the repository root; results in ``benchmarks/results/<device>.{json,md}``)::
+Usage (from the repository root; results in ``benchmarks/results/<name>.{json,md}``, the name
+being ``--name`` or else the device, e.g. ``cpu``)::
 
     pip install -r benchmarks/requirements.txt && pip install --no-deps d2l==1.0.3
     python -m benchmarks.bench                     # or: python benchmarks/bench.py
     python -m benchmarks.bench --sizes 64 --repeats 1 --skip-frozen   # a quick look
+    # accuracy parity at 64 px over 5 seeds, next to the default results (one command line):
+    python -m benchmarks.bench --sizes 64 --train-per-class 1000 --test-per-class 400
+        --epochs 5 --repeats 5 --skip-frozen --name cpu-parity
 
 Defaults: sizes 64 and 224, 320 + 100 images per class (train + test: 5 training batches of
 128, the fewest ``train_ch13`` accepts, since it plots every ``num_batches // 5`` batches),
@@ -74,6 +83,7 @@ if __package__ in (None, ""):  # run as a file: make the repository's packages i
 
 import torch
 from torch import nn
+from torchvision import transforms
 from torchvision.models import resnet18
 
 from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, Recipe, decode_folder
@@ -231,6 +241,21 @@ def run_warmup(t: Trial) -> dict[str, Any]:
     return result
 
 
+def chapter_transforms(size: int) -> tuple[transforms.Compose, transforms.Compose]:
+    """The chapter's PIL transforms (training, test) for crop size ``size``."""
+    normalize = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    resize = round(size * 256 / 224)
+    train_augs = transforms.Compose(
+        [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),
+         transforms.ToTensor(), normalize]
+    )  # fmt: skip
+    test_augs = transforms.Compose(
+        [transforms.Resize([resize, resize]), transforms.CenterCrop(size),
+         transforms.ToTensor(), normalize]
+    )  # fmt: skip
+    return train_augs, test_augs
+
+
 def run_reference(t: Trial, device: torch.device) -> dict[str, Any]:
     """d2l 1.0.3's chapter: ImageFolder + transforms + DataLoader, ``train_ch13``, fp32."""
     import matplotlib
@@ -238,20 +263,10 @@ def run_reference(t: Trial, device: torch.device) -> dict[str, Any]:
     matplotlib.use("Agg")  # d2l's Animator draws; nothing is shown
     import torchvision
     from d2l import torch as d2l
-    from torchvision import transforms
 
     net = target_model(load_source(t.source_path), t.seed)
     digest = state_digest(net)
-    normalize = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-    resize = round(t.size * 256 / 224)
-    train_augs = transforms.Compose(
-        [transforms.RandomResizedCrop(t.size), transforms.RandomHorizontalFlip(),
-         transforms.ToTensor(), normalize]
-    )  # fmt: skip
-    test_augs = transforms.Compose(
-        [transforms.Resize([resize, resize]), transforms.CenterCrop(t.size),
-         transforms.ToTensor(), normalize]
-    )  # fmt: skip
+    train_augs, test_augs = chapter_transforms(t.size)
     params_1x = [p for name, p in net.named_parameters() if name not in ("fc.weight", "fc.bias")]
     head_lr = D2L_LEARNING_RATE * HEAD_MULTIPLIER
     loss = nn.CrossEntropyLoss(reduction="none")
@@ -459,8 +474,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--repeats", type=int, default=3, help="timed trials per side and size")
     add("--data-dir", type=Path, default=BENCH_DIR / "data", help="JPEGs and caches")
     add("--out-dir", type=Path, default=BENCH_DIR / "results", help="JSON and Markdown")
+    add("--name", help="stem of the output files (default: the device, e.g. cpu)")
     add("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    add("--seed", type=int, default=0)
+    add("--seed", type=int, default=0, help="seed of the images and of repeat 1 (+1 per repeat)")
     add("--source", choices=("standin", "random"), default="standin", help="source weights")
     add("--ref-workers", type=int, default=0, help="DataLoader workers of the reference")
     add("--threads", type=int, default=0, help="torch threads per trial (0: torch's default)")
@@ -597,7 +613,7 @@ def run_all(args: argparse.Namespace, root: Path, source: Path, device: str) -> 
                 device=device,
                 batch_size=args.batch_size,
                 epochs=args.frozen_epochs if kind.startswith("frozen") else args.epochs,
-                seed=args.seed,
+                seed=args.seed + repeat,
                 ref_workers=args.ref_workers,
                 threads=args.threads,
                 result_path=str(Path(tmp) / f"trial-{number}.json"),
@@ -667,7 +683,6 @@ def summarise(args: argparse.Namespace, results: list[dict[str, Any]]) -> dict[s
     sizes: dict[str, Any] = {}
     for size in dict.fromkeys(args.sizes):
         ref, ours = of("reference", size), of("ours", size)
-        digests = {t["init_digest"] for t in ref + ours}
         sizes[str(size)] = {
             "reference": side_summary(ref),
             "ours": side_summary(ours),
@@ -682,7 +697,10 @@ def summarise(args: argparse.Namespace, results: list[dict[str, Any]]) -> dict[s
             "ratio_wall_ref_over_ours": paired(
                 ref, ours, lambda r, o: r["wall_seconds"] / o["wall_seconds"]
             ),
-            "same_initial_weights": len(digests) == 1,
+            "same_initial_weights": all(
+                r["init_digest"] == o["init_digest"] for r, o in zip(ref, ours, strict=True)
+            ),
+            "accuracy": accuracy_parity(ref, ours),
         }
     cache = {str(r["size"]): cache_summary(r) for r in results if r["kind"] == "warmup"}
     summary = {"sizes": sizes, "cache": cache, "frozen": None}
@@ -714,6 +732,28 @@ def summarise(args: argparse.Namespace, results: list[dict[str, Any]]) -> dict[s
             },
         }
     return summary
+
+
+def accuracy_parity(ref: list[dict], ours: list[dict]) -> dict[str, Any] | None:
+    """Final test accuracies: each side's mean and ours - reference, paired by repeat (seed).
+
+    Repeats where either side has no accuracy are left out; None when none is left.
+    """
+    pairs = [
+        (r["test_acc"], o["test_acc"])
+        for r, o in zip(ref, ours, strict=True)
+        if r["test_acc"] is not None and o["test_acc"] is not None
+    ]
+    if not pairs:
+        return None
+    differences = [o - r for r, o in pairs]
+    return {
+        "reference_mean": statistics.mean(r for r, _ in pairs),
+        "ours_mean": statistics.mean(o for _, o in pairs),
+        "mean_difference": statistics.mean(differences),
+        "difference": spread(differences),
+        "seeds": len(pairs),
+    }
 
 
 def cache_summary(warmup: dict[str, Any]) -> dict[str, Any]:
@@ -777,8 +817,15 @@ NOTES = [
     " building the loaders, training and every evaluation, not model creation.",
     "d2l's own printed examples/sec times only its train_batch_ch13 calls (not data loading);"
     " it is kept in the JSON as d2l_reported_examples_per_sec.",
-    "Both sides start from identical weights (the source ResNet-18 given in the set-up, with a"
-    " seeded new head), so their final test accuracies can be compared.",
+    "Repeat r (counted from 0) used seed --seed + r on both sides: within a repeat both sides"
+    " start from identical weights (the saved source ResNet-18 with a new head drawn from that"
+    " seed), so their final test accuracies can be compared; the repeats differ in the new head"
+    " and in the shuffling and augmentation draws.",
+    "Accuracy parity pairs the two sides' final test accuracies of the same repeat (seed). Even"
+    " with the same seed the sides draw different batch orders and crops (d2l's DataLoader and"
+    " PIL transforms versus ours' seeded generator) and ours runs in the precision shown, so a"
+    " paired difference holds run-to-run noise as well as any systematic gap; its spread over"
+    " the seeds shows which.",
 ]
 
 
@@ -795,6 +842,7 @@ def build_report(args: argparse.Namespace, data: dict, results: list[dict]) -> d
             "batch_size": args.batch_size,
             "repeats": args.repeats,
             "seed": args.seed,
+            "seeds": [args.seed + repeat for repeat in range(args.repeats)],
             "reference_workers": args.ref_workers,
             "ours_workers": 0,
             "reference_precision": "fp32",
@@ -870,10 +918,33 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {fmt_spread(row['ratio_wall_ref_over_ours'], 2)} "
             f"| {'yes' if row['same_initial_weights'] else 'NO'} |"
         )
+    lines += markdown_parity(s["sizes"])
     lines += markdown_cache(s["cache"]) + markdown_frozen(s["frozen"])
     lines += [*markdown_setup(report, settings), "", "## Method", ""]
     lines += [f"* {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def markdown_parity(sizes: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Accuracy parity (final test accuracy; ours - reference paired by seed)",
+        "",
+        "| size | reference mean | ours mean | mean difference, points "
+        "| paired differences, points (min / med / max) | seeds |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for size, row in sizes.items():
+        acc = row["accuracy"]
+        if acc is None:
+            lines.append(f"| {size} | - | - | - | - | 0 |")
+            continue
+        points = {key: 100 * value for key, value in acc["difference"].items()}
+        lines.append(
+            f"| {size} | {acc['reference_mean']:.3f} | {acc['ours_mean']:.3f} "
+            f"| {100 * acc['mean_difference']:+.1f} | {fmt_spread(points)} | {acc['seeds']} |"
+        )
+    return lines
 
 
 def markdown_cache(cache: dict[str, Any]) -> list[str]:
@@ -919,6 +990,10 @@ def markdown_frozen(frozen: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def fmt_seeds(seeds: list[int]) -> str:
+    return str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+
+
 def markdown_setup(report: dict[str, Any], settings: dict[str, Any]) -> list[str]:
     m, data = report["machine"], report["data"]
     versions_text = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
@@ -938,7 +1013,8 @@ def markdown_setup(report: dict[str, Any], settings: dict[str, Any]) -> list[str
         f"{data['jpeg_quality']}, {data['jpeg_bytes_total'] / 2**20:.1f} MiB) in "
         f"`{data['root']}`.",
         f"* Training: epochs {settings['epochs']}, batch {settings['batch_size']}, "
-        f"repeats {settings['repeats']}, seed {settings['seed']}; DataLoader workers: "
+        f"repeats {settings['repeats']} (seeds {fmt_seeds(settings['seeds'])}, the same for both "
+        f"sides within a repeat); DataLoader workers: "
         f"reference {settings['reference_workers']}, ours {settings['ours_workers']} (in-process "
         f"batched augmentation); precision: reference {settings['reference_precision']}, ours "
         f"{settings['ours_precision']}.",
@@ -949,9 +1025,8 @@ def markdown_setup(report: dict[str, Any], settings: dict[str, Any]) -> list[str
     ]
 
 
-def write_outputs(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+def write_outputs(report: dict[str, Any], out_dir: Path, name: str) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = report["machine"]["device"]
     json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
     json_path.write_text(json.dumps(report, indent=1))
     md_path.write_text(markdown(report))
@@ -985,7 +1060,7 @@ def main(argv: list[str] | None = None) -> None:
     clear_decoded(root, {Recipe(size).stored_size for size in sizes})
     results = run_all(args, root, source, args.device)
     report = build_report(args, data, results)
-    json_path, md_path = write_outputs(report, args.out_dir)
+    json_path, md_path = write_outputs(report, args.out_dir, args.name or args.device)
     sys.stdout.write(md_path.read_text())
     print(f"Wrote {json_path} and {md_path}", file=sys.stderr)
 

@@ -69,6 +69,11 @@ def test_json_has_both_sides_ratios_and_the_setup(report: tuple[dict, str, str])
                   "ratio_wall_ref_over_ours"):  # fmt: skip
         assert set(row[ratio]) == {"min", "median", "max"}
     assert row["same_initial_weights"] is True
+    accuracy = row["accuracy"]
+    assert accuracy["seeds"] == 1 and set(accuracy["difference"]) == {"min", "median", "max"}
+    assert accuracy["mean_difference"] == pytest.approx(
+        accuracy["ours_mean"] - accuracy["reference_mean"]
+    )
     frozen = data["summary"]["frozen"]
     assert frozen["runs"] == 5 and frozen["ratio_full_over_sweeper"]["median"] > 0
     assert frozen["ratio_full_over_cached_sweeper"]["median"] > 0
@@ -81,6 +86,7 @@ def test_json_has_both_sides_ratios_and_the_setup(report: tuple[dict, str, str])
     assert all(versions[name] for name in ("python", "torch", "torchvision", "d2l", "numpy"))
     assert versions["pillow"]
     assert data["settings"]["reference_workers"] == 0 and data["settings"]["repeats"] == 1
+    assert data["settings"]["seeds"] == [0]
     assert "bench.py --sizes 32" in data["command"]
     kinds = sorted(t["kind"] for t in data["trials"])
     assert kinds == ["frozen-full", "frozen-sweeper", "ours", "reference", "warmup"]
@@ -93,7 +99,7 @@ def test_markdown_is_written_and_printed(report: tuple[dict, str, str]) -> None:
     assert markdown == stdout
     expected = (
         "| 32 | reference |", "| 32 | ours |", "ours / reference", "Frozen-body sweep",
-        "Speed-up of the Sweeper", "one-off decode", "Versions:", "d2l 1.0.3",
+        "Speed-up of the Sweeper", "one-off decode", "Versions:", "d2l 1.0.3", "Accuracy parity",
     )  # fmt: skip
     for text in expected:
         assert text in markdown
