@@ -180,8 +180,9 @@ class ShuffledCentreCrops(BatchLoader):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(self.images), generator=self.generator)
         for start in range(0, len(order), self.batch_size):
-            pixels, labels = self.images.gather(order[start : start + self.batch_size])
-            yield self._prepare(pixels), labels.to(self.device, non_blocking=True)
+            index = order[start : start + self.batch_size]
+            pixels, labels = self.images.gather(index)
+            yield self._prepare(pixels, index), labels.to(self.device, non_blocking=True)
 
 
 def load_source(path: str) -> nn.Module:

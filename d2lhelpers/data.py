@@ -4,17 +4,21 @@ The fast data path works in three stages, each a small piece:
 
 1. :func:`decode_folder` reads an ImageFolder layout (``split/<class>/<image>``) once, decodes
    every image to RGB, resizes it to a square ``stored_size`` and keeps the result as one uint8
-   array ``(N, 3, S, S)``. The array is cached on disk (``.npy``), so a second notebook or a
-   second run does not decode again; it is held in memory up to ``ram_budget`` bytes and
-   memory-mapped above that.
+   array ``(N, 3, S, S)``, with each photo's width and height. The array is cached on disk
+   (``.npy``), so a second notebook or a second run does not decode again; it is held in memory
+   up to ``ram_budget`` bytes and memory-mapped above that.
 2. :class:`Recipe` holds the chapter's augmentation settings in one place.
 3. :class:`BatchLoader` draws batches and augments them *as a batch* on the training device:
    random resized crop (one ``roi_align`` call for the whole batch), horizontal flip and
    ImageNet normalisation for training; a centre crop and the same normalisation for testing.
 
 The test transform equals the chapter's ``Resize([256, 256])`` + ``CenterCrop(224)`` (with
-``S = 256`` for a 224 crop). The training crop is taken from the squashed ``S x S`` image
-rather than from the original photo, so its aspect-ratio jitter is relative to that square.
+``S = 256`` for a 224 crop). The training crop is drawn as ``RandomResizedCrop`` draws it on the
+original photo (area and aspect ratio relative to the photo's own width and height) and then
+located in the squashed ``S x S`` image: the crop shows the same region with the same shape as
+the chapter's, at the stored resolution. (Drawing it relative to the square instead adds the
+photo's own aspect ratio to the jitter; in the benchmark's accuracy-parity run that cost 14
+points of test accuracy against d2l's loader.)
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from .images import BadImageError, list_class_folder, load_rgb
 HOTDOG_CLASSES = ("hotdog", "not-hotdog")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 DEFAULT_RAM_BUDGET = 2 << 30  # bytes of decoded pixels held in memory; above: memory-mapped
 
 
@@ -67,13 +71,18 @@ class Recipe:
 
 @dataclass
 class DecodedImages:
-    """A split decoded once: ``pixels`` (N, 3, S, S) uint8, ``labels`` (N,), source paths."""
+    """A split decoded once: ``pixels`` (N, 3, S, S) uint8, ``labels`` (N,), source paths.
+
+    ``sizes`` (N, 2) holds each photo's (width, height) before it was squashed to S x S; None
+    means square photos.
+    """
 
     pixels: torch.Tensor | np.ndarray
     labels: torch.Tensor
     paths: list[str]
     classes: tuple[str, ...]
     skipped: list[str] = field(default_factory=list)
+    sizes: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -87,6 +96,12 @@ class DecodedImages:
         per_label = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
         return dict(zip(self.classes, per_label, strict=True))
 
+    def photo_sizes(self, index: torch.Tensor) -> torch.Tensor:
+        """(width, height) of the photos at ``index``, as float32 (n, 2)."""
+        if self.sizes is None:
+            return torch.full((len(index), 2), float(self.stored_size))
+        return self.sizes[index].float()
+
     def gather(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The uint8 images and labels at ``index`` (a 1-D int64 tensor)."""
         if isinstance(self.pixels, torch.Tensor):
@@ -96,14 +111,19 @@ class DecodedImages:
         return rows[torch.argsort(order)], self.labels[index]
 
 
-def _decode_one(path: Path, stored_size: int) -> np.ndarray | str:
-    """One image as (3, S, S) uint8, or the reason it was skipped."""
+def _decode_one(path: Path, stored_size: int) -> tuple[np.ndarray, tuple[int, int]] | str:
+    """One image as (3, S, S) uint8 and its (width, height), or the reason it was skipped.
+
+    The size is the decoded photo's; JPEG draft mode may have reduced it by a power of two, which
+    keeps its aspect ratio.
+    """
     try:
         img = load_rgb(path, size=stored_size)
     except BadImageError as err:
         return str(err)
+    size = img.size
     img = img.resize((stored_size, stored_size), Image.Resampling.BILINEAR)
-    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1), size
 
 
 def _cache_key(items: Sequence[tuple[Path, int]], stored_size: int) -> str:
@@ -129,7 +149,7 @@ def _atomic_write(target: Path, write) -> None:
 
 
 def _decode_all(items: Sequence[tuple[Path, int]], stored_size: int, desc: str):
-    """Decode in threads (PIL releases the GIL); returns pixels, labels, paths, skipped."""
+    """Decode in threads (PIL releases the GIL); returns pixels, sizes, labels, paths, skipped."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = min(8, cores or 1)
     with ThreadPoolExecutor(workers) as pool:
@@ -144,10 +164,12 @@ def _decode_all(items: Sequence[tuple[Path, int]], stored_size: int, desc: str):
         )
     keep = [i for i, r in enumerate(results) if not isinstance(r, str)]
     skipped = [r for r in results if isinstance(r, str)]
-    pixels = np.stack([results[i] for i in keep]) if keep else np.zeros((0, 3, 1, 1), np.uint8)
+    empty = np.zeros((0, 3, 1, 1), np.uint8)
+    pixels = np.stack([results[i][0] for i in keep]) if keep else empty
+    sizes = [results[i][1] for i in keep]
     labels = [items[i][1] for i in keep]
     paths = [str(items[i][0]) for i in keep]
-    return pixels, labels, paths, skipped
+    return pixels, sizes, labels, paths, skipped
 
 
 def decode_folder(
@@ -169,9 +191,10 @@ def decode_folder(
     stem = cache_dir / f"{split_dir.name}-{stored_size}px-{_cache_key(items, stored_size)}"
     meta_path, pixel_path = stem.with_suffix(".json"), stem.with_suffix(".npy")
     if not (meta_path.exists() and pixel_path.exists()):
-        pixels, labels, paths, skipped = _decode_all(items, stored_size, f"decode {split_dir.name}")
+        decoded = _decode_all(items, stored_size, f"decode {split_dir.name}")
+        pixels, sizes, labels, paths, skipped = decoded
         _atomic_write(pixel_path, lambda f: np.save(f, pixels))
-        meta = {"labels": labels, "paths": paths, "skipped": skipped}
+        meta = {"labels": labels, "sizes": sizes, "paths": paths, "skipped": skipped}
         _atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
     meta = json.loads(meta_path.read_text())
     if pixel_path.stat().st_size <= ram_budget:
@@ -179,9 +202,13 @@ def decode_folder(
     else:
         pixels = np.load(pixel_path, mmap_mode="r")
     images = DecodedImages(
-        pixels, torch.tensor(meta["labels"], dtype=torch.int64), meta["paths"], classes
+        pixels,
+        torch.tensor(meta["labels"], dtype=torch.int64),
+        meta["paths"],
+        classes,
+        skipped=meta["skipped"],
+        sizes=torch.tensor(meta["sizes"], dtype=torch.int64).reshape(-1, 2),
     )
-    images.skipped = meta["skipped"]
     _check_decoded(images, split_dir)
     return images
 
@@ -251,13 +278,17 @@ class BatchLoader:
             if self.train and len(index) == 1:
                 break
             pixels, labels = self.images.gather(index)
-            yield self._prepare(pixels), labels.to(self.device, non_blocking=True)
+            yield self._prepare(pixels, index), labels.to(self.device, non_blocking=True)
 
-    def _prepare(self, pixels: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, pixels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Crops (random for training, centred for testing), flips and normalises a batch."""
         if self.device.type == "cuda":
             pixels = pixels.pin_memory()
         pixels = pixels.to(self.device, non_blocking=True)
-        x = self._random_crops(pixels) if self.train else self._center_crops(pixels)
+        if self.train:
+            x = self._random_crops(pixels, self.images.photo_sizes(index))
+        else:
+            x = self._center_crops(pixels)
         if self.train:
             flip = (torch.rand(len(x), generator=self.generator) < 0.5).to(self.device)
             x[flip] = x[flip].flip(-1)
@@ -269,8 +300,8 @@ class BatchLoader:
         top = round((side - size) / 2.0)
         return pixels[..., top : top + size, top : top + size].float()
 
-    def _random_crops(self, pixels: torch.Tensor) -> torch.Tensor:
-        boxes = random_crop_boxes(len(pixels), pixels.shape[-1], self.recipe, self.generator)
+    def _random_crops(self, pixels: torch.Tensor, photo_sizes: torch.Tensor) -> torch.Tensor:
+        boxes = random_crop_boxes(photo_sizes, pixels.shape[-1], self.recipe, self.generator)
         boxes = torch.cat([torch.arange(len(pixels), dtype=boxes.dtype)[:, None], boxes], 1)
         size = self.recipe.size
         return roi_align(
@@ -279,25 +310,34 @@ class BatchLoader:
 
 
 def random_crop_boxes(
-    n: int, side: int, recipe: Recipe, generator: torch.Generator, attempts: int = 10
+    photo_sizes: torch.Tensor,
+    side: int,
+    recipe: Recipe,
+    generator: torch.Generator,
+    attempts: int = 10,
 ) -> torch.Tensor:
-    """``n`` crop boxes ``(x1, y1, x2, y2)`` drawn as torchvision's RandomResizedCrop draws them.
+    """Crop boxes ``(x1, y1, x2, y2)`` in ``side x side`` squashed images, one per photo.
 
-    For each image, up to ``attempts`` (area, aspect) pairs are drawn; the first one that fits
-    inside the ``side x side`` image is used, else the whole image.
+    Each box is drawn as torchvision's ``RandomResizedCrop`` draws it on the photo of size
+    ``photo_sizes[i] = (width, height)``: up to ``attempts`` (area, aspect ratio) pairs relative
+    to that photo, the first that fits, else the whole photo; it is then scaled into the square.
     """
-    area = side * side * torch.empty(n, attempts).uniform_(*recipe.scale, generator=generator)
+    width, height = photo_sizes[:, :1], photo_sizes[:, 1:]
+    n = len(photo_sizes)
+    area = width * height * torch.empty(n, attempts).uniform_(*recipe.scale, generator=generator)
     log_lo, log_hi = np.log(recipe.ratio[0]), np.log(recipe.ratio[1])
     aspect = torch.exp(torch.empty(n, attempts).uniform_(log_lo, log_hi, generator=generator))
     w, h = torch.sqrt(area * aspect).round(), torch.sqrt(area / aspect).round()
-    fits = (w <= side) & (h <= side) & (w > 0) & (h > 0)
+    fits = (w <= width) & (h <= height) & (w > 0) & (h > 0)
     first = torch.argmax(fits.int(), dim=1, keepdim=True)
     w, h = w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1)
+    width, height = width.squeeze(1), height.squeeze(1)
     none_fit = ~fits.any(dim=1)
-    w[none_fit], h[none_fit] = side, side
-    x1 = torch.rand(n, generator=generator) * (side - w)
-    y1 = torch.rand(n, generator=generator) * (side - h)
-    return torch.stack([x1, y1, x1 + w, y1 + h], dim=1)
+    w[none_fit], h[none_fit] = width[none_fit], height[none_fit]
+    x1 = torch.rand(n, generator=generator) * (width - w)
+    y1 = torch.rand(n, generator=generator) * (height - h)
+    to_x, to_y = side / width, side / height
+    return torch.stack([x1 * to_x, y1 * to_y, (x1 + w) * to_x, (y1 + h) * to_y], dim=1)
 
 
 def hotdog_loaders(

@@ -176,7 +176,7 @@ class Sweeper:
         """Training and test features of the frozen source body, computed on first use."""
         if self._features is None:
             start = time.perf_counter()
-            body = frozen_body_of(self.source).to(self.device)
+            body = frozen_body_of(self.source).to(self.device, memory_format=torch.channels_last)
             recipe, root = self.workspace.recipe, self.workspace.root
             batches = []
             for split, shuffle in (("train", True), ("test", False)):

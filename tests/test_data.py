@@ -192,6 +192,15 @@ def test_decode_folder_new_mtime_alone_invalidates_cache(image_tree, monkeypatch
     assert len(calls) == 5
 
 
+def test_decode_folder_keeps_each_photos_size(image_tree) -> None:
+    split = image_tree(COLORS, size=(36, 18))
+    images = decode_folder(split, 16, CLASSES)
+    assert images.sizes.tolist() == [[36, 18]] * len(images)
+    again = decode_folder(split, 16, CLASSES)  # from the cache
+    assert torch.equal(again.sizes, images.sizes)
+    assert again.photo_sizes(torch.tensor([0])).tolist() == [[36.0, 18.0]]
+
+
 def test_decode_folder_other_stored_size_is_a_separate_cache(image_tree, tmp_path) -> None:
     split = image_tree(COLORS)
     small = decode_folder(split, 12, CLASSES)
@@ -418,13 +427,35 @@ def _box_sizes(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
 
 
+def squares(n: int, side: int) -> torch.Tensor:
+    """Photo sizes of ``n`` square photos of ``side`` pixels."""
+    return torch.full((n, 2), float(side))
+
+
+def test_random_crop_boxes_follow_the_photo_not_the_square() -> None:
+    """On a 2:1 photo squashed to a square, a box's shape is drawn in photo pixels."""
+    recipe = Recipe(size=8, scale=(0.1, 0.5), ratio=(3 / 4, 4 / 3))
+    n, side = 2000, 64
+    photos = torch.tensor([[600.0, 300.0]]).repeat(n, 1)
+    boxes = random_crop_boxes(photos, side, recipe, torch.Generator().manual_seed(0))
+    w, h = _box_sizes(boxes)
+    w_photo, h_photo = w * 600 / side, h * 300 / side
+    ratio = w_photo / h_photo
+    assert bool(((ratio > 0.74) & (ratio < 1.36)).all())  # the recipe's range, rounding aside
+    area = w_photo * h_photo / (600 * 300)
+    assert bool(((area > 0.09) & (area < 0.51)).all())
+    assert bool((boxes[:, 2] <= side + 1e-4).all() and (boxes[:, 3] <= side + 1e-4).all())
+    squashed = w / h  # in the square, the same boxes are half as wide: jitter around 1/2
+    assert 0.45 < squashed.median().item() < 0.55
+
+
 @pytest.mark.parametrize(
     "recipe",
     [Recipe(size=8), Recipe(size=8, scale=(0.3, 0.5)), Recipe(size=8, ratio=(0.5, 2.0))],
 )
 def test_random_crop_boxes_within_bounds(recipe: Recipe) -> None:
     side, n = 64, 2000
-    boxes = random_crop_boxes(n, side, recipe, torch.Generator().manual_seed(0))
+    boxes = random_crop_boxes(squares(n, side), side, recipe, torch.Generator().manual_seed(0))
     assert boxes.shape == (n, 4)
     assert bool((boxes >= 0).all())
     assert bool((boxes <= side + 1e-4).all())
@@ -444,7 +475,7 @@ def test_random_crop_boxes_within_bounds(recipe: Recipe) -> None:
 
 def test_random_crop_boxes_square_ratio_gives_square_boxes() -> None:
     recipe = Recipe(size=8, scale=(0.25, 0.25), ratio=(1.0, 1.0))
-    boxes = random_crop_boxes(100, 40, recipe, torch.Generator().manual_seed(0))
+    boxes = random_crop_boxes(squares(100, 40), 40, recipe, torch.Generator().manual_seed(0))
     w, h = _box_sizes(boxes)
     assert torch.allclose(w, torch.full_like(w, 20.0), atol=1e-4)
     assert torch.allclose(h, torch.full_like(h, 20.0), atol=1e-4)
@@ -452,15 +483,15 @@ def test_random_crop_boxes_square_ratio_gives_square_boxes() -> None:
 
 def test_random_crop_boxes_fall_back_to_whole_image() -> None:
     recipe = Recipe(size=8, scale=(1.0, 1.0), ratio=(2.0, 3.0))  # never fits in a square
-    boxes = random_crop_boxes(5, 32, recipe, torch.Generator().manual_seed(0))
+    boxes = random_crop_boxes(squares(5, 32), 32, recipe, torch.Generator().manual_seed(0))
     assert torch.allclose(boxes, torch.tensor([[0.0, 0.0, 32.0, 32.0]] * 5))
 
 
 def test_random_crop_boxes_deterministic_for_a_seeded_generator() -> None:
     recipe = Recipe(size=8)
-    a = random_crop_boxes(50, 48, recipe, torch.Generator().manual_seed(9))
-    b = random_crop_boxes(50, 48, recipe, torch.Generator().manual_seed(9))
-    c = random_crop_boxes(50, 48, recipe, torch.Generator().manual_seed(10))
+    a = random_crop_boxes(squares(50, 48), 48, recipe, torch.Generator().manual_seed(9))
+    b = random_crop_boxes(squares(50, 48), 48, recipe, torch.Generator().manual_seed(9))
+    c = random_crop_boxes(squares(50, 48), 48, recipe, torch.Generator().manual_seed(10))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
