@@ -34,7 +34,7 @@ from .data import BatchLoader, Recipe, _atomic_write, decode_folder
 from .standin_draw import SOURCE_CLASSES, TARGET_CLASSES, draw_source, draw_target
 from .train import default_device, fit
 
-STANDIN_VERSION = 1  # bump when the drawings or the source training change
+STANDIN_VERSION = 2  # bump when the drawings or the source training change
 SOURCE_HOTDOG_CLASS = SOURCE_CLASSES.index("hotdog")
 
 

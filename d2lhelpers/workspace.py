@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torchvision.models import ResNet18_Weights
 
-from .data import HOTDOG_CLASSES, BatchLoader, Recipe, decode_folder
+from .data import BatchLoader, Recipe, hotdog_loaders
 from .download import STANDIN_ENV_VAR, download, extract_zip, sha1_of
 from .models import IMAGENET_HOTDOG_CLASS, imagenet_resnet18
 from .standin import SOURCE_HOTDOG_CLASS, source_checkpoint, standin_resnet18, target_set
@@ -66,12 +66,7 @@ class Workspace:
         self, batch_size: int, device: torch.device | str = "cpu", seed: int = 0
     ) -> tuple[BatchLoader, BatchLoader]:
         """Training and test loaders (decoded once, augmented in batches on ``device``)."""
-        train = decode_folder(self.root / "train", self.recipe.stored_size, HOTDOG_CLASSES)
-        test = decode_folder(self.root / "test", self.recipe.stored_size, HOTDOG_CLASSES)
-        return (
-            BatchLoader(train, batch_size, self.recipe, train=True, device=device, seed=seed),
-            BatchLoader(test, 2 * batch_size, self.recipe, train=False, device=device),
-        )
+        return hotdog_loaders(self.root, batch_size, self.recipe, device=device, seed=seed)
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:

@@ -79,7 +79,9 @@ def test_json_has_both_sides_ratios_and_the_setup(report: tuple[dict, str, str])
     assert frozen["ratio_full_over_cached_sweeper"]["median"] > 0
     assert len(frozen["full_test_accs"]) == len(frozen["sweeper_test_accs"]) == 5
     cache = data["summary"]["cache"]["32"]
-    assert cache["bytes_per_image"] == 3 * cache["stored_size"] ** 2 and cache["cache_bytes"] > 0
+    for split in ("train", "test"):
+        assert cache[f"{split}_bytes_per_image"] == 3 * cache[f"{split}_stored_size"] ** 2
+    assert cache["train_stored_size"] > cache["test_stored_size"] and cache["cache_bytes"] > 0
     assert {"cpu", "cpu_cores_usable", "device", "torch_threads"} <= set(data["machine"])
     assert data["machine"]["torch_threads"] == 1
     versions = data["versions"]

@@ -265,6 +265,11 @@ def test_memory_mapped_train_loader_equals_in_memory(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("size", "train_stored"), [(8, 36), (64, 292), (224, 512), (600, 686)])
+def test_recipe_train_stored_size(size: int, train_stored: int) -> None:
+    assert Recipe(size=size).train_stored_size == train_stored
+
+
 @pytest.mark.parametrize(("size", "stored"), [(224, 256), (64, 73), (8, 9), (32, 37)])
 def test_recipe_stored_size(size: int, stored: int) -> None:
     assert Recipe(size=size).stored_size == stored
@@ -502,7 +507,8 @@ def test_hotdog_loaders_reads_both_splits(image_tree) -> None:
     recipe = Recipe(size=8)
     train, test = data.hotdog_loaders(train_split.parent, 2, recipe, seed=0)
     assert train.train and not test.train
-    assert train.images.stored_size == recipe.stored_size == 9
+    assert train.images.stored_size == recipe.train_stored_size == 36
+    assert test.images.stored_size == recipe.stored_size == 9
     assert len(train) == 2  # 5 images, batch 2: the trailing single image is dropped
-    assert len(test) == 3
+    assert len(test) == 2  # evaluation in batches of 4
     assert re.search("hotdog", train.images.paths[0])
