@@ -14,6 +14,7 @@ from torch import nn
 
 from d2lhelpers.data import BatchLoader, DecodedImages, Recipe
 from d2lhelpers.precision import PRECISION_ENV, choose_precision
+from d2lhelpers.sweep import TensorBatches
 from d2lhelpers.train import EpochStats, History, evaluate, fit, summed_to_mean, train_one_epoch
 
 CPU = torch.device("cpu")
@@ -290,3 +291,22 @@ def test_history_save_round_trips(tmp_path: Path) -> None:
     assert loaded["hparams"] == {"lr": 0.1, "batch": 8}
     restored = [EpochStats(**e) for e in loaded["epochs"]]
     assert restored == history.epochs  # floats survive exactly
+
+
+def test_a_short_last_batch_steps_in_proportion_to_its_size() -> None:
+    """As with d2l's summed loss: 3 examples of a batch size of 6 take half a mean-loss step."""
+    torch.manual_seed(0)
+    x, y = torch.randn(3, 4), torch.tensor([0, 1, 0])
+
+    def step(batches) -> torch.Tensor:
+        torch.manual_seed(1)
+        net = nn.Linear(4, 2)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+        train_one_epoch(net, batches, optimizer, FP32)
+        return net.weight.detach().clone()
+
+    torch.manual_seed(1)
+    start = nn.Linear(4, 2).weight.detach().clone()
+    plain = step([(x, y)])  # no batch size known: the mean
+    short = step(TensorBatches(x, y, batch_size=6, shuffle=False))
+    assert torch.allclose(short - start, 0.5 * (plain - start), atol=1e-6)
