@@ -112,23 +112,24 @@ def train_one_epoch(
 ) -> tuple[float, float, int]:
     """One pass over ``batches``; returns (mean loss, accuracy, number of examples).
 
-    The loss a step minimises is the batch's summed loss divided by the loaders' batch size
-    (``batches.batch_size`` where it has one): the mean for a full batch, and for a short last
-    batch a step proportional to its size, as d2l's summed loss takes it (the mean would give
-    those few examples the weight of a full batch, just before the epoch's evaluation).
+    The loss a step minimises is the batch's summed loss divided by the epoch's full batch size
+    (the largest batch so far): the mean for a full batch, and for a short last batch a step
+    proportional to its size, as d2l's summed loss takes it (the mean would give those few
+    examples the weight of a full batch, just before the epoch's evaluation).
 
     Raises :class:`Diverged` as soon as a batch's loss is not finite, before that batch updates
     the weights.
     """
     net.train()
-    nominal = getattr(batches, "batch_size", None)
+    full = 0
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = count = 0
     for batch, (x, y) in enumerate(batches, start=1):
         with precision.autocast():
             logits = net(x)
             summed = F.cross_entropy(logits, y, reduction="sum")
-        loss = summed / max(nominal or 0, len(y))
+        full = max(full, len(y))
+        loss = summed / full
         value = summed.item() / len(y)
         if not torch.isfinite(loss):
             raise Diverged(batch, value)
