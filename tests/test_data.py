@@ -265,7 +265,7 @@ def test_memory_mapped_train_loader_equals_in_memory(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("size", "train_stored"), [(8, 36), (64, 292), (224, 512), (600, 686)])
+@pytest.mark.parametrize(("size", "train_stored"), [(8, 18), (64, 146), (224, 512), (600, 686)])
 def test_recipe_train_stored_size(size: int, train_stored: int) -> None:
     assert Recipe(size=size).train_stored_size == train_stored
 
@@ -507,7 +507,7 @@ def test_hotdog_loaders_reads_both_splits(image_tree) -> None:
     recipe = Recipe(size=8)
     train, test = data.hotdog_loaders(train_split.parent, 2, recipe, seed=0)
     assert train.train and not test.train
-    assert train.images.stored_size == recipe.train_stored_size == 36
+    assert train.images.stored_size == recipe.train_stored_size == 18
     assert test.images.stored_size == recipe.stored_size == 9
     assert len(train) == 2  # 5 images, batch 2: the trailing single image is dropped
     assert len(test) == 2  # evaluation in batches of 4
