@@ -39,6 +39,7 @@ from PIL import Image
 from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
+from .checks import finite_range, non_negative_int, positive_finite, positive_int
 from .images import BadImageError, list_class_folder, load_rgb
 
 HOTDOG_CLASSES = ("hotdog", "not-hotdog")
@@ -61,8 +62,17 @@ class Recipe:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
-        if self.size < 8:
-            raise ValueError(f"Recipe.size must be at least 8 pixels, got {self.size}.")
+        positive_int("Recipe.size", self.size, minimum=8)
+        if finite_range("Recipe.scale", self.scale)[1] > 1:
+            raise ValueError(f"Recipe.scale must lie within (0, 1], got {self.scale!r}.")
+        finite_range("Recipe.ratio", self.ratio)
+        if positive_finite("Recipe.resize_ratio", self.resize_ratio) < 1:
+            raise ValueError(f"Recipe.resize_ratio must be at least 1, got {self.resize_ratio!r}.")
+        for name, values in (("Recipe.mean", self.mean), ("Recipe.std", self.std)):
+            if len(values) != 3:
+                raise ValueError(f"{name} must hold 3 values (R, G, B), got {values!r}.")
+        for value in self.std:
+            positive_finite("Recipe.std", value)
 
     @property
     def stored_size(self) -> int:
@@ -193,6 +203,8 @@ def decode_folder(
     Bad image files are skipped and listed in a single warning; a class left without any
     readable image is an error. ``cache_dir`` defaults to ``<split_dir>/../.decoded``.
     """
+    stored_size = positive_int("stored_size", stored_size)
+    ram_budget = non_negative_int("ram_budget", ram_budget)
     split_dir = Path(split_dir)
     items = list_class_folder(split_dir, classes)
     cache_dir = Path(cache_dir) if cache_dir is not None else split_dir.parent / ".decoded"
@@ -255,12 +267,11 @@ class BatchLoader:
         seed: int = 0,
         channels_last: bool = True,
     ) -> None:
-        if batch_size < (2 if train else 1):
-            raise ValueError(
-                f"batch_size must be at least {2 if train else 1} "
-                f"{'for training (BatchNorm needs two examples)' if train else ''}, "
-                f"got {batch_size}."
-            )
+        try:
+            batch_size = positive_int("batch_size", batch_size, minimum=2 if train else 1)
+        except ValueError as err:
+            reason = " for training (BatchNorm needs two examples per batch)" if train else ""
+            raise ValueError(f"{err}".rstrip(".") + reason + ".") from None
         if recipe.size > images.stored_size:
             raise ValueError(
                 f"Crop size {recipe.size} exceeds the decoded image size {images.stored_size}; "
@@ -331,6 +342,8 @@ def random_crop_boxes(
     ``photo_sizes[i] = (width, height)``: up to ``attempts`` (area, aspect ratio) pairs relative
     to that photo, the first that fits, else the whole photo; it is then scaled into the square.
     """
+    positive_int("side", side)
+    attempts = positive_int("attempts", attempts)
     width, height = photo_sizes[:, :1], photo_sizes[:, 1:]
     n = len(photo_sizes)
     area = width * height * torch.empty(n, attempts).uniform_(*recipe.scale, generator=generator)
@@ -360,8 +373,10 @@ def hotdog_loaders(
     """Training and test loaders of a hot dog folder ``root/{train,test}/{hotdog,not-hotdog}``.
 
     Each split is decoded once (training images at ``recipe.train_stored_size``, test images at
-    ``recipe.stored_size``); the test loader evaluates in batches twice as large.
+    ``recipe.stored_size``); the test loader evaluates in batches twice as large. ``batch_size``
+    is checked (at least 2) before anything is decoded.
     """
+    batch_size = positive_int("batch_size", batch_size, minimum=2)
     root = Path(root)
     train = decode_folder(root / "train", recipe.train_stored_size)
     test = decode_folder(root / "test", recipe.stored_size)

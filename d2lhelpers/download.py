@@ -26,6 +26,8 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
+from .checks import non_negative_finite, non_negative_int, positive_finite
+
 __all__ = [
     "STANDIN_ENV_VAR",
     "ChecksumError",
@@ -116,13 +118,14 @@ def download(
     429 are retried ``retries`` more times, waiting ``backoff * 2**attempt`` seconds.
 
     Raises:
-        ValueError: ``sha1`` is not 40 hex characters, or ``retries`` is negative.
+        ValueError: ``sha1`` is not 40 hex characters, or an option is out of range.
         ChecksumError: the downloaded file has a different SHA-1.
         DownloadError: the file could not be fetched.
     """
     expected = _normalise_sha1(sha1)
-    if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}.")
+    retries = non_negative_int("retries", retries)
+    backoff = non_negative_finite("backoff", backoff)
+    timeout = positive_finite("timeout", timeout)
     dest = Path(dest)
     if dest.is_file():
         actual = sha1_of(dest)

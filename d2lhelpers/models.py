@@ -14,6 +14,8 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 from torchvision.ops import FrozenBatchNorm2d
 
+from .checks import non_negative_int, positive_finite, positive_int
+
 HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
 IMAGENET_HOTDOG_CLASS = 934  # ImageNet-1k: "hotdog, hot dog, red hot"
 
@@ -62,8 +64,7 @@ def make_target_model(source: nn.Module, num_classes: int) -> nn.Module:
     Every other parameter and buffer of the copy equals the source model's; the source model
     itself is not modified.
     """
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2 for a classifier, got {num_classes}.")
+    num_classes = positive_int("num_classes", num_classes, minimum=2)
     target = copy.deepcopy(source)
     head = find_head(target)
     old = head.layer
@@ -79,10 +80,8 @@ def param_groups(net: nn.Module, learning_rate: float, head_multiplier: float = 
 
     Parameters with ``requires_grad=False`` (a frozen body) are left out.
     """
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate}.")
-    if head_multiplier <= 0:
-        raise ValueError(f"head_multiplier must be positive, got {head_multiplier}.")
+    learning_rate = positive_finite("learning_rate", learning_rate)
+    head_multiplier = positive_finite("head_multiplier", head_multiplier)
     head_ids = {id(p) for p in find_head(net).layer.parameters()}
     body = [p for p in net.parameters() if id(p) not in head_ids and p.requires_grad]
     head = [p for p in net.parameters() if id(p) in head_ids and p.requires_grad]
@@ -131,6 +130,8 @@ def copy_class_row(
     E.g. ImageNet class 934 ("hotdog") of the source model into the hot dog row (0) of the new
     two-class head: weight row and bias are copied.
     """
+    source_class = non_negative_int("source_class", source_class)
+    target_class = non_negative_int("target_class", target_class)
     src, dst = find_head(source).layer, find_head(target).layer
     if not 0 <= source_class < src.out_features:
         raise ValueError(

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checks import positive_finite, positive_int
 from .data import HOTDOG_CLASSES, BatchLoader, decode_folder
 from .finetune import default_weight_decay, fine_tune
 from .models import copy_class_row, find_head, freeze_body, make_target_model
@@ -42,12 +43,12 @@ class SweepSetting:
     init_hotdog_row: bool = False
 
     def __post_init__(self) -> None:
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
-        if not self.head_multiplier > 0:
-            raise ValueError(f"head_multiplier must be positive, got {self.head_multiplier}.")
-        if self.num_epochs < 1:
-            raise ValueError(f"num_epochs must be at least 1, got {self.num_epochs}.")
+        positive_finite("learning_rate", self.learning_rate)
+        positive_finite("head_multiplier", self.head_multiplier)
+        positive_int("num_epochs", self.num_epochs)
+        for name in ("freeze_body", "init_hotdog_row"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
 
 
 class TensorBatches:
@@ -56,6 +57,9 @@ class TensorBatches:
     def __init__(
         self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0
     ) -> None:
+        if len(x) != len(y):
+            raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}.")
+        batch_size = positive_int("batch_size", batch_size)
         self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -102,6 +106,7 @@ class Sweeper:
         seed: int = 0,
         device: torch.device | None = None,
     ) -> None:
+        batch_size = positive_int("batch_size", batch_size, minimum=2)
         self.workspace, self.batch_size, self.seed = workspace, batch_size, seed
         self.device = device or default_device()
         self.precision = choose_precision(self.device)

@@ -21,11 +21,14 @@ import ipywidgets as widgets
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .checks import positive_finite, positive_int
 from .finetune import CHAPTER_SETTINGS
 from .sweep import SweepSetting, final_records, records_by_run
 
 DEFAULT_LEARNING_RATE = CHAPTER_SETTINGS["real"]["finetune_lr"]  # d2l's, for the mean loss
 DEFAULT_MULTIPLIERS = (1, 10)
+LEARNING_RATE_RANGE = (1e-4, 10.0)  # the learning-rate slider's range
+EPOCH_RANGE = (1, 10)  # the epochs slider's range
 DIVERGED_STYLE = {"marker": "x", "color": "#c62828", "markersize": 9, "mew": 2, "ls": "none"}
 GROUP_FIELDS = ("learning_rate", "num_epochs", "freeze_body", "init_hotdog_row")
 TABLE_COLUMNS = (
@@ -61,6 +64,8 @@ class SweepPanel:
         epochs: int = 3,
         dpi: int = 100,
     ) -> None:
+        multipliers, learning_rate, epochs = _check_panel(multipliers, learning_rate, epochs)
+        dpi = positive_int("dpi", dpi)
         self.sweeper, self.dpi = sweeper, dpi
         self.records: list[dict] = []
         self._next_run = 0  # the number of the next click's first run
@@ -68,8 +73,9 @@ class SweepPanel:
         self._running = False
 
         style = {"description_width": "initial"}
+        low, high = (math.log10(bound) for bound in LEARNING_RATE_RANGE)
         self.learning_rate = widgets.FloatLogSlider(
-            value=learning_rate, base=10, min=-4, max=1, step=0.1, readout_format=".1e",
+            value=learning_rate, base=10, min=low, max=high, step=0.1, readout_format=".1e",
             description="base lr", continuous_update=False, style=style,
         )  # fmt: skip
         chosen = tuple(m for m in multipliers if m in DEFAULT_MULTIPLIERS) or tuple(multipliers[:1])
@@ -78,8 +84,9 @@ class SweepPanel:
             rows=min(len(multipliers), 7), description="head multiplier", style=style,
         )  # fmt: skip
         self.epochs = widgets.IntSlider(
-            value=epochs, min=1, max=10, description="epochs", continuous_update=False, style=style
-        )
+            value=epochs, min=EPOCH_RANGE[0], max=EPOCH_RANGE[1], description="epochs",
+            continuous_update=False, style=style,
+        )  # fmt: skip
         self.freeze_body = widgets.Checkbox(value=False, description="freeze body", indent=False)
         self.init_hotdog_row = widgets.Checkbox(
             value=False, description="init hot-dog row from source", indent=False
@@ -200,6 +207,27 @@ class SweepPanel:
         buffer = BytesIO()
         fig.savefig(buffer, format="png", dpi=self.dpi)
         return buffer.getvalue()
+
+
+def _check_panel(
+    multipliers: Sequence[float], learning_rate: float, epochs: int
+) -> tuple[tuple[float, ...], float, int]:
+    """The panel's values checked (ValueError naming the argument): the sliders would clamp
+    a value outside their range silently."""
+    if isinstance(multipliers, (str, bytes)) or not multipliers:
+        raise ValueError(f"multipliers must be a non-empty sequence, got {multipliers!r}.")
+    for multiplier in multipliers:
+        positive_finite("multipliers", multiplier)
+    learning_rate = positive_finite("learning_rate", learning_rate)
+    if not LEARNING_RATE_RANGE[0] <= learning_rate <= LEARNING_RATE_RANGE[1]:
+        raise ValueError(
+            f"learning_rate must lie within the slider's range {LEARNING_RATE_RANGE}, "
+            f"got {learning_rate!r}."
+        )
+    epochs = positive_int("epochs", epochs)
+    if epochs > EPOCH_RANGE[1]:
+        raise ValueError(f"epochs must lie within the slider's range {EPOCH_RANGE}, got {epochs}.")
+    return tuple(multipliers), learning_rate, epochs
 
 
 def live_figure(records: Sequence[dict]) -> Figure:

@@ -512,3 +512,60 @@ def test_hotdog_loaders_reads_both_splits(image_tree) -> None:
     assert len(train) == 2  # 5 images, batch 2: the trailing single image is dropped
     assert len(test) == 2  # evaluation in batches of 4
     assert re.search("hotdog", train.images.paths[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Arguments are checked at the call, before any work
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"size": 4}, "Recipe.size"),
+        ({"size": 224.0}, "Recipe.size"),
+        ({"scale": (0.5, 0.1)}, "Recipe.scale"),
+        ({"scale": (0.08, float("nan"))}, "Recipe.scale"),
+        ({"scale": (0.08, 2.0)}, "Recipe.scale"),
+        ({"ratio": (0.0, 1.0)}, "Recipe.ratio"),
+        ({"ratio": (0.75, float("inf"))}, "Recipe.ratio"),
+        ({"resize_ratio": float("nan")}, "Recipe.resize_ratio"),
+        ({"resize_ratio": 0.5}, "Recipe.resize_ratio"),
+        ({"std": (0.2, 0.0, 0.2)}, "Recipe.std"),
+        ({"mean": (0.5, 0.5)}, "Recipe.mean"),
+    ],
+)
+def test_recipe_rejects_bad_values(kwargs: dict, word: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(word)):
+        Recipe(**kwargs)
+
+
+@pytest.mark.parametrize("batch_size", [0, 1, -2, 2.5, True])
+def test_hotdog_loaders_checks_batch_size_before_decoding(
+    image_tree, monkeypatch: pytest.MonkeyPatch, batch_size
+) -> None:
+    split = image_tree({"hotdog": [(200, 0, 0)] * 2, "not-hotdog": [(0, 0, 200)] * 2})
+    image_tree({"hotdog": [(200, 0, 0)], "not-hotdog": [(0, 0, 200)]}, split="test")
+    monkeypatch.setattr(data, "decode_folder", lambda *a, **k: pytest.fail("decoded"))
+    with pytest.raises(ValueError, match=f"batch_size must be an integer.*{batch_size!r}"):
+        data.hotdog_loaders(split.parent, batch_size, Recipe(16))
+
+
+@pytest.mark.parametrize(("batch_size", "train"), [(0, False), (1, True), (-1, False)])
+def test_batch_loader_rejects_bad_batch_size(image_tree, batch_size: int, train: bool) -> None:
+    split = image_tree({"hotdog": [(200, 0, 0)] * 2, "not-hotdog": [(0, 0, 200)] * 2})
+    images = decode_folder(split, 16, CLASSES)
+    with pytest.raises(ValueError, match=f"batch_size .*got {batch_size}"):
+        BatchLoader(images, batch_size, Recipe(16, resize_ratio=1.0), train=train)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [({"stored_size": 0}, "stored_size"), ({"stored_size": 8.5}, "stored_size"),
+     ({"ram_budget": -1}, "ram_budget"), ({"ram_budget": float("inf")}, "ram_budget")],
+)  # fmt: skip
+def test_decode_folder_rejects_bad_values(image_tree, kwargs: dict, word: str) -> None:
+    split = image_tree({"hotdog": [(200, 0, 0)], "not-hotdog": [(0, 0, 200)]})
+    arguments = {"stored_size": 16, **kwargs}
+    with pytest.raises(ValueError, match=word):
+        decode_folder(split, classes=CLASSES, **arguments)

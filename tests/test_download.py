@@ -449,3 +449,19 @@ def test_extract_rejects_bad_top(tmp_path: Path, top: str) -> None:
     archive = write_zip(tmp_path / "hotdog.zip", TREE)
     with pytest.raises(ValueError, match="top"):
         extract_zip(archive, tmp_path / "data", top)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [({"retries": -1}, "retries"), ({"retries": 1.5}, "retries"), ({"retries": True}, "retries"),
+     ({"backoff": float("nan")}, "backoff"), ({"backoff": -1.0}, "backoff"),
+     ({"timeout": 0}, "timeout"), ({"timeout": float("inf")}, "timeout"),
+     ({"timeout": float("nan")}, "timeout")],
+)  # fmt: skip
+def test_download_rejects_bad_options_before_any_work(
+    server: Server, tmp_path: Path, kwargs: dict, word: str
+) -> None:
+    with pytest.raises(ValueError, match=f"{word} must be"):
+        download(server.url("/x"), tmp_path / "sub" / "x.bin", sha1(b"x"), **kwargs)
+    assert server.hits["/x"] == 0
+    assert not (tmp_path / "sub").exists()

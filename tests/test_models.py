@@ -170,7 +170,7 @@ def test_make_target_model_leaves_the_source_alone() -> None:
         assert torch.equal(value, before[key]), key
 
 
-@pytest.mark.parametrize("num_classes", [1, 0, -3])
+@pytest.mark.parametrize("num_classes", [1, 0, -3, 2.5, True])
 def test_make_target_model_needs_two_classes(num_classes: int) -> None:
     with pytest.raises(ValueError, match="num_classes"):
         make_target_model(Tiny(), num_classes)
@@ -224,6 +224,10 @@ def test_param_groups_after_freeze_body_only_head() -> None:
         (-1e-3, 10.0, "learning_rate"),
         (0.01, 0.0, "head_multiplier"),
         (0.01, -2.0, "head_multiplier"),
+        (float("nan"), 10.0, "learning_rate"),
+        (float("inf"), 10.0, "learning_rate"),
+        (0.01, float("nan"), "head_multiplier"),
+        (0.01, float("inf"), "head_multiplier"),
     ],
 )
 def test_param_groups_rejects_non_positive(lr: float, mult: float, word: str) -> None:
@@ -341,6 +345,8 @@ def test_copy_class_row_copies_weight_row_and_bias() -> None:
         (-1, 0, "source_class"),
         (3, 2, "target_class"),
         (3, -1, "target_class"),
+        (1.5, 0, "source_class"),
+        (3, None, "target_class"),
     ],
 )
 def test_copy_class_row_out_of_range(source_class: int, target_class: int, word: str) -> None:

@@ -33,11 +33,28 @@ def sweeper(tiny_workspace) -> Sweeper:
 @pytest.mark.parametrize(
     "kwargs",
     [{"learning_rate": 0}, {"learning_rate": -1}, {"learning_rate": 0.1, "head_multiplier": 0},
-     {"learning_rate": 0.1, "num_epochs": 0}],
+     {"learning_rate": 0.1, "num_epochs": 0}, {"learning_rate": float("nan")},
+     {"learning_rate": float("inf")}, {"learning_rate": 0.1, "head_multiplier": float("nan")},
+     {"learning_rate": 0.1, "head_multiplier": float("inf")},
+     {"learning_rate": 0.1, "num_epochs": -1},
+     {"learning_rate": 0.1, "num_epochs": 2.5}, {"learning_rate": 0.1, "freeze_body": "no"}],
 )  # fmt: skip
 def test_setting_rejects_bad_values(kwargs: dict) -> None:
-    with pytest.raises(ValueError, match="must be"):
+    name = next(k for k in kwargs if k != "learning_rate" or len(kwargs) == 1)
+    with pytest.raises(ValueError, match=f"{name} must be"):
         SweepSetting(**kwargs)
+
+
+@pytest.mark.parametrize("batch_size", [0, 1, -3, 2.5, True])
+def test_sweeper_rejects_bad_batch_size(tiny_workspace, batch_size) -> None:
+    with pytest.raises(ValueError, match=f"batch_size must be an integer.*{batch_size!r}"):
+        Sweeper(tiny_workspace, batch_size=batch_size, device=CPU)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_tensor_batches_rejects_bad_batch_size(batch_size: int) -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        TensorBatches(torch.zeros(3, 2), torch.zeros(3), batch_size, shuffle=False)
 
 
 def test_records_have_the_promised_fields(sweeper: Sweeper) -> None:

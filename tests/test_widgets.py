@@ -221,10 +221,13 @@ def test_empty_selection_is_a_message() -> None:
 
 def test_bad_setting_is_a_message() -> None:
     fake = FakeSweeper()
-    panel = SweepPanel(fake, multipliers=(0, 1))
+    panel = SweepPanel(fake, multipliers=(1, 2))
+    panel.multipliers.options = [("0", 0), ("1", 1)]  # a bad option set after construction
     panel.multipliers.value = (0, 1)
     panel.run_button.click()
-    assert "ValueError: head_multiplier must be positive, got 0." in panel.status.value
+    assert "ValueError: head_multiplier must be a positive finite number, got 0." in (
+        panel.status.value
+    )
     assert fake.calls == [] and panel.records == []
     assert not panel.run_button.disabled
 
@@ -241,3 +244,24 @@ def test_sweeper_error_is_a_message_and_keeps_finished_runs() -> None:
     assert column(panel, "multiplier") == ["1"]
     assert png(panel.summary_plot).startswith(PNG)
     assert panel.progress.value == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"multipliers": (0, 1)}, "multipliers"),
+        ({"multipliers": (1, float("nan"))}, "multipliers"),
+        ({"multipliers": (1, float("inf"))}, "multipliers"),
+        ({"multipliers": ()}, "multipliers"),
+        ({"learning_rate": float("nan")}, "learning_rate"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"learning_rate": 100.0}, "learning_rate"),  # the slider would clamp it to 10
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": 11}, "epochs"),  # the slider would clamp it to 10
+        ({"epochs": 2.5}, "epochs"),
+        ({"dpi": 0}, "dpi"),
+    ],
+)
+def test_bad_panel_values_are_refused_at_construction(kwargs: dict, word: str) -> None:
+    with pytest.raises(ValueError, match=word):
+        SweepPanel(FakeSweeper(), **kwargs)
