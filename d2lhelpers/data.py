@@ -40,6 +40,7 @@ from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
 from .checks import finite_range, non_negative_int, positive_finite, positive_int
+from .fileutil import display_path
 from .images import BadImageError, list_class_folder, load_rgb
 
 HOTDOG_CLASSES = ("hotdog", "not-hotdog")
@@ -146,10 +147,12 @@ def _decode_one(path: Path, stored_size: int) -> tuple[np.ndarray, tuple[int, in
 
 
 def _cache_key(items: Sequence[tuple[Path, int]], stored_size: int) -> str:
+    """A key of the files' paths (as bytes: any name), labels, sizes and times."""
     digest = hashlib.sha1(f"v{CACHE_FORMAT} {stored_size}".encode())
     for path, label in items:
         stat = path.stat()
-        digest.update(f"{path}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        digest.update(os.fsencode(path))
+        digest.update(f"|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -237,14 +240,16 @@ def decode_folder(
 def _check_decoded(images: DecodedImages, split_dir: Path) -> None:
     if images.skipped:
         listing = "\n  ".join(images.skipped)
+        where = display_path(split_dir)
         warnings.warn(
-            f"Skipped {len(images.skipped)} unreadable image file(s) in {split_dir}:\n  {listing}",
+            f"Skipped {len(images.skipped)} unreadable image file(s) in {where}:\n  {listing}",
             stacklevel=3,
         )
     empty = [name for name, n in images.counts().items() if n == 0]
     if empty:
         raise ValueError(
-            f"No readable image left in class folder(s) {', '.join(empty)} of {split_dir}."
+            f"No readable image left in class folder(s) {', '.join(empty)} of "
+            f"{display_path(split_dir)}."
         )
 
 

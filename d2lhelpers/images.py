@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from .fileutil import display_path
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 
@@ -42,17 +44,20 @@ def list_class_folder(split_dir: Path, classes: tuple[str, ...]) -> list[tuple[P
     """
     if not split_dir.is_dir():
         raise FileNotFoundError(
-            f"Missing data split folder {split_dir}: expected subfolders {', '.join(classes)}."
+            f"Missing data split folder {display_path(split_dir)}: expected subfolders "
+            f"{', '.join(classes)}."
         )
     items: list[tuple[Path, int]] = []
     for label, name in enumerate(classes):
         folder = split_dir / name
         if not folder.is_dir():
-            raise FileNotFoundError(f"Missing class folder {folder} (classes: {classes}).")
+            raise FileNotFoundError(
+                f"Missing class folder {display_path(folder)} (classes: {classes})."
+            )
         files = sorted(p for p in folder.iterdir() if is_image_file(p))
         if not files:
             raise ValueError(
-                f"Class folder {folder} holds no image files "
+                f"Class folder {display_path(folder)} holds no image files "
                 f"(accepted suffixes: {' '.join(sorted(IMAGE_SUFFIXES))})."
             )
         items.extend((path, label) for path in files)
@@ -96,4 +101,4 @@ def load_rgb(path: Path, size: int | None = None) -> Image.Image:
         Image.DecompressionBombWarning,
         Image.DecompressionBombError,
     ) as err:
-        raise BadImageError(f"{path}: {type(err).__name__}: {err}") from err
+        raise BadImageError(f"{display_path(path)}: {type(err).__name__}: {err}") from err

@@ -569,3 +569,28 @@ def test_decode_folder_rejects_bad_values(image_tree, kwargs: dict, word: str) -
     arguments = {"stored_size": 16, **kwargs}
     with pytest.raises(ValueError, match=word):
         decode_folder(split, classes=CLASSES, **arguments)
+
+
+# --------------------------------------------------------------------------------------------
+# File names that are not valid UTF-8 (a zip made on Windows, unzipped on Linux)
+# --------------------------------------------------------------------------------------------
+
+
+def test_names_that_are_not_utf8_are_decoded_or_listed_never_a_crash(image_tree) -> None:
+    split = image_tree(COLORS)
+    good = Path(os.fsdecode(os.fsencode(split / "hotdog") + b"/caf\xe9.png"))  # Latin-1 name
+    Image.new("RGB", (24, 20), (250, 0, 0)).save(good)
+    bad = Path(os.fsdecode(os.fsencode(split / "not-hotdog") + b"/\x81\x82.jpg"))
+    bad.write_bytes(b"not a picture")
+
+    with pytest.warns(UserWarning) as caught:
+        images = decode_folder(split, 16, CLASSES)
+
+    assert str(good) in images.paths  # decoded and used: the path opens the file again
+    assert images.counts() == {"hotdog": 4, "not-hotdog": 2}
+    message = str(caught[0].message)
+    assert "\\x81\\x82.jpg" in message  # listed, printable
+    message.encode("utf-8")  # no surrogates left in what is shown
+    with pytest.warns(UserWarning, match="x81"):
+        again = decode_folder(split, 16, CLASSES)  # from the cache, the same paths
+    assert again.paths == images.paths
