@@ -7,7 +7,11 @@ Works on torchvision classifiers: ResNet (``fc``), MobileNetV3 / EfficientNet / 
 from __future__ import annotations
 
 import copy
+import http.client
+import pickle
+import urllib.error
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -15,17 +19,61 @@ from torchvision.models import ResNet18_Weights, resnet18
 from torchvision.ops import FrozenBatchNorm2d
 
 from .checks import non_negative_int, positive_finite, positive_int
+from .download import STANDIN_ENV_VAR
 
 HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
 IMAGENET_HOTDOG_CLASS = 934  # ImageNet-1k: "hotdog, hot dog, red hot"
 
 
+IMAGENET_WEIGHTS = ResNet18_Weights.IMAGENET1K_V1
+# download: URLError, socket errors, a bad hash (RuntimeError); load: whatever a bad file gives
+_WEIGHTS_ERRORS = (
+    urllib.error.URLError, OSError, http.client.HTTPException, RuntimeError,
+    pickle.UnpicklingError, EOFError, ValueError,
+)  # fmt: skip
+
+
+class WeightsError(RuntimeError):
+    """The ImageNet weights could not be downloaded, or the cached copy is corrupt."""
+
+
+def imagenet_weights_path() -> Path:
+    """The file torchvision looks for: ``$TORCH_HOME/hub/checkpoints/<name of the URL>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(IMAGENET_WEIGHTS.url).name
+
+
 def imagenet_resnet18(progress: bool = True) -> nn.Module:
     """ResNet-18 with ImageNet-1k weights (``ResNet18_Weights.IMAGENET1K_V1``).
 
-    torchvision downloads the weights once into ``$TORCH_HOME/hub/checkpoints``.
+    torchvision downloads the weights once into ``$TORCH_HOME/hub/checkpoints``
+    (:func:`imagenet_weights_path`). Raises WeightsError naming that file, its folder, the URL
+    and the stand-in switch when the download fails or the cached file cannot be read.
     """
-    return resnet18(weights=ResNet18_Weights.IMAGENET1K_V1, progress=progress)
+    path = imagenet_weights_path()
+    cached = path.is_file()
+    try:
+        return resnet18(weights=IMAGENET_WEIGHTS, progress=progress)
+    except _WEIGHTS_ERRORS as err:
+        raise WeightsError(_weights_message(path, cached, err)) from err
+
+
+def _weights_message(path: Path, cached: bool, err: BaseException) -> str:
+    """Explain a failed load of the ImageNet weights and the ways out."""
+    what = (
+        f"The cached file {path} is corrupt or unreadable ({type(err).__name__}: {err}); "
+        "delete it so that it is downloaded again"
+        if cached
+        else f"Downloading them failed ({type(err).__name__}: {err}); you may be offline"
+    )
+    return (
+        f"Could not load the ImageNet weights of ResNet-18 ({IMAGENET_WEIGHTS}). {what}.\n"
+        f"torchvision looks for the file {path.name} in {path.parent} "
+        f"($TORCH_HOME/hub/checkpoints) and downloads it from {IMAGENET_WEIGHTS.url}. "
+        "You can either\n"
+        f"  - put that file there by hand, or\n"
+        f"  - use the offline stand-in source model: set the environment variable "
+        f"{STANDIN_ENV_VAR}=standin."
+    )
 
 
 @dataclass(frozen=True)

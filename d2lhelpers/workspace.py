@@ -22,11 +22,15 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights
 
 from .data import BatchLoader, Recipe, hotdog_loaders
 from .download import STANDIN_ENV_VAR, download, extract_zip, sha1_of
-from .models import IMAGENET_HOTDOG_CLASS, imagenet_resnet18
+from .models import (
+    IMAGENET_HOTDOG_CLASS,
+    IMAGENET_WEIGHTS,
+    imagenet_resnet18,
+    imagenet_weights_path,
+)
 from .standin import SOURCE_HOTDOG_CLASS, source_checkpoint, standin_resnet18, target_set
 
 HOTDOG_URL = "http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip"
@@ -78,8 +82,7 @@ def _reachable(url: str, timeout: float = 3.0) -> bool:
 
 
 def _weights_cached() -> bool:
-    name = Path(ResNet18_Weights.IMAGENET1K_V1.url).name
-    return (Path(torch.hub.get_dir()) / "checkpoints" / name).exists()
+    return imagenet_weights_path().exists()
 
 
 def real_available(folder: Path) -> bool:
@@ -90,7 +93,7 @@ def real_available(folder: Path) -> bool:
         or (zip_path.exists() and sha1_of(zip_path) == HOTDOG_SHA1)
         or _reachable(HOTDOG_URL)
     )
-    return data_ok and (_weights_cached() or _reachable(ResNet18_Weights.IMAGENET1K_V1.url))
+    return data_ok and (_weights_cached() or _reachable(IMAGENET_WEIGHTS.url))
 
 
 def prepare(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import urllib.error
 
 import pytest
 import torch
@@ -14,9 +15,13 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from d2lhelpers.models import (
     HEAD_ATTRIBUTES,
+    IMAGENET_WEIGHTS,
+    WeightsError,
     copy_class_row,
     find_head,
     freeze_body,
+    imagenet_resnet18,
+    imagenet_weights_path,
     make_target_model,
     param_groups,
 )
@@ -361,3 +366,44 @@ def test_copy_class_row_in_features_mismatch() -> None:
     target = make_target_model(Tiny(num_classes=10, width=5), 2)
     with pytest.raises(ValueError, match="input sizes differ"):
         copy_class_row(target, source, 3, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# imagenet_resnet18: clear errors when the weights are missing offline or corrupt
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch"
+
+
+def assert_names_the_way_out(message: str, torch_home) -> None:
+    folder = torch_home / "hub" / "checkpoints"
+    assert imagenet_weights_path() == folder / "resnet18-f37072fd.pth"
+    assert "resnet18-f37072fd.pth" in message
+    assert str(folder) in message and "$TORCH_HOME/hub/checkpoints" in message
+    assert IMAGENET_WEIGHTS.url in message
+    assert "D2LHELPERS_DATA_SOURCE=standin" in message
+
+
+def test_imagenet_weights_offline_is_a_clear_error(torch_home, monkeypatch) -> None:
+    def offline(url, dst, *args, **kwargs):
+        raise urllib.error.URLError(OSError(101, "Network is unreachable"))
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsError, match="offline") as info:
+        imagenet_resnet18(progress=False)
+    assert_names_the_way_out(str(info.value), torch_home)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not a checkpoint", b"PK\x03\x04broken"])
+def test_imagenet_weights_corrupt_cache_is_a_clear_error(torch_home, content: bytes) -> None:
+    path = imagenet_weights_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with pytest.raises(WeightsError, match="corrupt") as info:
+        imagenet_resnet18(progress=False)
+    assert_names_the_way_out(str(info.value), torch_home)
+    assert f"{path} is corrupt" in str(info.value) and "delete it" in str(info.value)
