@@ -3,13 +3,16 @@
 ``download`` fetches a file over HTTP(S) with retries, checks its SHA-1 while streaming and only
 ever puts a verified file at its destination. ``extract_zip`` unpacks an archive whose members
 live under one top folder, refusing unsafe members, so that the top folder appears complete or
-not at all.
+not at all; the last file it writes there is a manifest of every member's name and size
+(:data:`MANIFEST_NAME`), by which :func:`extraction_problem` later verifies the folder without
+the archive (which may have been deleted, or never copied to a read-only mount).
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -27,6 +30,7 @@ from typing import BinaryIO
 from tqdm.auto import tqdm
 
 from .checks import non_negative_finite, non_negative_int, positive_finite
+from .fileutil import atomic_write, exclusive, move_into_place, remove_leftovers
 
 __all__ = [
     "STANDIN_ENV_VAR",
@@ -36,6 +40,7 @@ __all__ = [
     "UnsafeArchiveError",
     "download",
     "extract_zip",
+    "extraction_problem",
     "sha1_of",
 ]
 
@@ -47,6 +52,8 @@ _USER_AGENT = "d2lhelpers-download/1.0 (+urllib)"
 _SHA1_RE = re.compile(r"[0-9a-f]{40}")
 _DRIVE_RE = re.compile(r"[A-Za-z]:")
 _JUNK_TOP_LEVEL = ("__MACOSX",)
+MANIFEST_NAME = ".d2lhelpers-extracted.json"
+"""Written last into an extracted folder: ``{"files": {relative POSIX path: size}}``."""
 
 
 class DownloadError(RuntimeError):
@@ -253,11 +260,13 @@ def _stream(response: BinaryIO, out: BinaryIO, total: int | None, progress: bool
 def extract_zip(archive: Path, dest_dir: Path, top: str) -> Path:
     """Extract the folder ``top`` of the zip ``archive`` to ``dest_dir / top``; return that path.
 
-    If ``dest_dir / top`` exists it is returned at once. Otherwise every member is checked
-    first (no absolute paths, no ``..``, no links, nothing outside ``top/`` except
-    ``__MACOSX/`` junk, which is skipped), the members are written into a fresh temporary folder
-    inside ``dest_dir``, and ``top`` is then renamed into place, so ``dest_dir / top`` only ever
-    exists complete. The temporary folder is removed whatever happens.
+    A ``dest_dir / top`` that :func:`extraction_problem` verifies is returned at once, without
+    reading ``archive``. Otherwise, holding a lock, every member is checked first (no absolute
+    paths, no ``..``, no links, nothing outside ``top/`` except ``__MACOSX/`` junk, which is
+    skipped), the members are written into a fresh temporary folder inside ``dest_dir``
+    followed by the manifest, and ``top`` is then renamed into place, replacing a folder that
+    failed verification (half extracted, or by hand), so ``dest_dir / top`` only ever exists
+    complete. Temporary folders, this run's and those of killed runs, are removed.
 
     Raises:
         ValueError: ``top`` is not a plain folder name.
@@ -267,20 +276,48 @@ def extract_zip(archive: Path, dest_dir: Path, top: str) -> Path:
     archive, dest_dir = Path(archive), Path(dest_dir)
     _check_top(top)
     target = dest_dir / top
-    if target.exists():
+    if extraction_problem(target) is None:
         return target
     dest_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest_dir, prefix=f".{top}-extract-"))
-    try:
-        _extract_into(archive, tmp, top)
+    with exclusive(dest_dir / f".{top}.lock"):
+        if extraction_problem(target) is None:  # another run finished it meanwhile
+            return target
+        remove_leftovers(dest_dir, f".{top}-extract-*")
+        tmp = Path(tempfile.mkdtemp(dir=dest_dir, prefix=f".{top}-extract-"))
         try:
-            os.rename(tmp / top, target)
-        except OSError:
-            if not target.is_dir():  # not simply another run finishing first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            sizes = _extract_into(archive, tmp, top)
+            manifest = json.dumps({"files": sizes}, sort_keys=True).encode()
+            atomic_write(tmp / top / MANIFEST_NAME, lambda f: f.write(manifest))
+            if target.exists():
+                os.rename(target, tmp / "unverified")  # removed with tmp
+            move_into_place(tmp / top, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def extraction_problem(folder: Path) -> str | None:
+    """None when ``folder`` holds every file its manifest lists, with the listed size; else why not.
+
+    The manifest is what :func:`extract_zip` wrote last; a folder without one (extracted by
+    hand, or by a run that was killed) is not verified.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return f"{folder} does not exist"
+    try:
+        sizes = json.loads((folder / MANIFEST_NAME).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{folder} has no readable extraction manifest {MANIFEST_NAME}"
+    for relative, size in sizes.items():
+        path = folder / relative
+        try:
+            actual = path.stat().st_size
+        except OSError:
+            return f"{path} is missing"
+        if actual != size:
+            return f"{path} has {actual} bytes, the archive's member {size}"
+    return None
 
 
 def _check_top(top: str) -> None:
@@ -297,8 +334,9 @@ def _corrupt_message(archive: Path, err: BaseException) -> str:
     )
 
 
-def _extract_into(archive: Path, tmp: Path, top: str) -> None:
-    """Validate all members of ``archive``, then write them under ``tmp``."""
+def _extract_into(archive: Path, tmp: Path, top: str) -> dict[str, int]:
+    """Validate all members of ``archive``, then write them under ``tmp``; return the files'
+    sizes by path relative to ``tmp / top``."""
     try:
         with zipfile.ZipFile(archive) as zf:
             plan = _plan_members(zf, archive, top)
@@ -306,6 +344,11 @@ def _extract_into(archive: Path, tmp: Path, top: str) -> None:
             (root / top).mkdir()
             for info, relative in plan:
                 _write_member(zf, info, root, relative, archive)
+            return {
+                PurePosixPath(*relative.parts[1:]).as_posix(): info.file_size
+                for info, relative in plan
+                if not info.is_dir()
+            }
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise CorruptArchiveError(_corrupt_message(archive, err)) from err
 

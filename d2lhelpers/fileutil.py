@@ -66,18 +66,27 @@ def display_path(path: str | os.PathLike) -> str:
 def data_dir(path: str | os.PathLike | None = None) -> Path:
     """The folder for downloads, the stand-in and caches (created if missing).
 
-    ``path`` if given, else ``$D2LHELPERS_DATA``, else ``~/.cache/d2lhelpers``. Raises
-    PermissionError naming ``D2LHELPERS_DATA`` when that folder cannot be created or written.
+    ``path`` if given, else ``$D2LHELPERS_DATA``, else ``~/.cache/d2lhelpers``. It may be
+    read-only (a mounted data set) as long as nothing needs to be written there; what writes
+    takes a lock first (:func:`exclusive`), which names ``D2LHELPERS_DATA`` when it cannot.
+    Raises PermissionError naming ``D2LHELPERS_DATA`` when the folder cannot be created.
     """
     chosen = path or os.environ.get(DATA_DIR_ENV) or Path.home() / ".cache" / "d2lhelpers"
     folder = Path(chosen).expanduser()
-    if not is_writable(folder):
-        raise PermissionError(
-            f"The data folder {folder} cannot be created or written (a read-only home or mount?). "
-            f"Set the environment variable {DATA_DIR_ENV} to a writable folder, e.g. "
-            f"{DATA_DIR_ENV}=/tmp/d2lhelpers."
-        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(_unwritable_message(folder, err)) from err
     return folder
+
+
+def _unwritable_message(folder: Path, err: OSError) -> str:
+    """Explain that ``folder`` cannot be written and how to choose another one."""
+    return (
+        f"Cannot write in {display_path(folder)} ({err.strerror or err}; a read-only home or "
+        f"mount?). Set the environment variable {DATA_DIR_ENV} to a writable folder, e.g. "
+        f"{DATA_DIR_ENV}=/tmp/d2lhelpers."
+    )
 
 
 def is_writable(folder: Path) -> bool:
@@ -145,11 +154,16 @@ def remove_leftovers(folder: Path, pattern: str) -> list[Path]:
 def exclusive(lock_path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_path`` between processes (see the module docstring).
 
-    Raises LockTimeoutError naming the lock after ``timeout`` seconds of waiting on a fallback
-    lock folder that a live process (or one on another host) holds.
+    Raises PermissionError naming ``D2LHELPERS_DATA`` when the lock file cannot be created (a
+    read-only folder), and LockTimeoutError naming the lock after ``timeout`` seconds of waiting
+    on a fallback lock folder that a live process (or one on another host) holds.
     """
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a")  # noqa: SIM115 (closed below)
+    except OSError as err:
+        raise PermissionError(_unwritable_message(lock_path.parent, err)) from err
+    with handle:
         if _flock(handle):
             try:
                 yield

@@ -3,7 +3,9 @@
 ``prepare()`` decides once, explicitly (no work happens at import time):
 
 * ``D2LHELPERS_DATA_SOURCE=real`` (or ``kind="real"``): download and verify the hot dog zip and
-  load the ImageNet weights; any failure is an error.
+  load the ImageNet weights; any failure is an error. A ``hotdog`` folder that an earlier
+  extraction verified (its manifest, see :func:`~d2lhelpers.download.extraction_problem`) is
+  used as it is, without the zip.
 * ``D2LHELPERS_DATA_SOURCE=standin``: the synthetic stand-in, offline.
 * ``auto`` (default): real when both downloads are already cached or their servers answer,
   else the stand-in. Once "real" is chosen, a checksum mismatch or a corrupt archive is an
@@ -24,7 +26,8 @@ import torch
 from torch import nn
 
 from .data import BatchLoader, Recipe, hotdog_loaders
-from .download import STANDIN_ENV_VAR, download, extract_zip, sha1_of
+from .download import STANDIN_ENV_VAR, download, extract_zip, extraction_problem, sha1_of
+from .fileutil import DATA_DIR_ENV, data_dir
 from .models import (
     IMAGENET_HOTDOG_CLASS,
     IMAGENET_WEIGHTS,
@@ -36,16 +39,8 @@ from .standin import SOURCE_HOTDOG_CLASS, source_checkpoint, standin_resnet18, t
 HOTDOG_URL = "http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip"
 HOTDOG_SHA1 = "fba480ffa8aa7e0febbb511d181409f899b9baa5"
 DATA_SOURCE_ENV = STANDIN_ENV_VAR
-DATA_DIR_ENV = "D2LHELPERS_DATA"
 KINDS = ("auto", "real", "standin")
-
-
-def data_dir(path: str | os.PathLike | None = None) -> Path:
-    """The folder for downloads, the stand-in and caches (created if missing)."""
-    chosen = path or os.environ.get(DATA_DIR_ENV) or Path.home() / ".cache" / "d2lhelpers"
-    folder = Path(chosen).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+__all__ = ["DATA_DIR_ENV", "DATA_SOURCE_ENV", "Workspace", "data_dir", "prepare", "real_available"]
 
 
 @dataclass
@@ -89,7 +84,7 @@ def real_available(folder: Path) -> bool:
     """True when the real data and weights are cached here or their servers answer."""
     zip_path = folder / "hotdog.zip"
     data_ok = (
-        (folder / "hotdog").is_dir()
+        extraction_problem(folder / "hotdog") is None
         or (zip_path.exists() and sha1_of(zip_path) == HOTDOG_SHA1)
         or _reachable(HOTDOG_URL)
     )
@@ -113,8 +108,10 @@ def prepare(
 
 
 def _prepare_real(folder: Path, progress: bool) -> Workspace:
-    archive = download(HOTDOG_URL, folder / "hotdog.zip", HOTDOG_SHA1, progress=progress)
-    root = extract_zip(archive, folder, "hotdog")
+    root = folder / "hotdog"
+    if extraction_problem(root) is not None:
+        archive = download(HOTDOG_URL, folder / "hotdog.zip", HOTDOG_SHA1, progress=progress)
+        root = extract_zip(archive, folder, "hotdog")
     imagenet_resnet18(progress=progress)  # fetch the weights now, not in the middle of a page
     return Workspace(
         "real", root, Recipe(224), "ResNet-18, ImageNet-1k (IMAGENET1K_V1)", IMAGENET_HOTDOG_CLASS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import socket
 import stat
@@ -15,12 +16,14 @@ from http_server import Reply, Server
 
 from d2lhelpers import download as dl
 from d2lhelpers.download import (
+    MANIFEST_NAME,
     ChecksumError,
     CorruptArchiveError,
     DownloadError,
     UnsafeArchiveError,
     download,
     extract_zip,
+    extraction_problem,
     sha1_of,
 )
 
@@ -61,8 +64,17 @@ def write_zip(
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Map each file below ``root`` (POSIX relative path) to its content."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """Map each file below ``root`` (POSIX relative path) to its content, the manifest aside."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and p.name != MANIFEST_NAME
+    }
+
+
+def names(folder: Path) -> list[str]:
+    """The sorted names in ``folder``, lock files (which stay, by design) aside."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -113,7 +125,7 @@ def test_download_then_extract_good_zip(server: Server, tmp_path: Path) -> None:
     root = extract_zip(dest, tmp_path / "data", "hotdog")
     assert root == tmp_path / "data" / "hotdog"
     assert tree(root) == {name.removeprefix("hotdog/"): data for name, data in TREE.items()}
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["hotdog"]
+    assert names(tmp_path / "data") == ["hotdog"]
     assert server.hits["/hotdog.zip"] == 1
 
 
@@ -130,7 +142,7 @@ def test_wrong_hash_raises_and_leaves_nothing(server: Server, tmp_path: Path) ->
     assert sha1(body) in str(info.value)
     assert server.url("/f") in str(info.value)
     assert not dest.exists()
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
     assert server.hits["/f"] == 1  # a checksum mismatch is not retried
 
 
@@ -146,7 +158,7 @@ def test_truncated_every_time_fails_after_retries(server: Server, tmp_path: Path
     assert "3 attempts" in str(info.value)
     assert "truncated" in str(info.value)
     assert not dest.exists()
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
 
 
 def test_truncated_once_then_good_succeeds(server: Server, tmp_path: Path) -> None:
@@ -180,7 +192,7 @@ def test_server_error_every_time_gives_download_error(server: Server, tmp_path: 
     with pytest.raises(DownloadError, match="500"):
         download(server.url("/s"), tmp_path / "s.bin", sha1(b"x"), retries=1, **FAST)
     assert server.hits["/s"] == 2
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
 
 
 @pytest.mark.parametrize("status", [404, 403])
@@ -192,7 +204,7 @@ def test_client_error_is_not_retried(server: Server, tmp_path: Path, status: int
     assert str(status) in str(info.value)
     assert server.hits["/missing"] == 1
     assert not dest.exists()
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
 
 
 def test_timeout_is_retried(server: Server, tmp_path: Path) -> None:
@@ -252,7 +264,7 @@ def test_offline_error_mentions_standin(tmp_path: Path) -> None:
     assert str(dest) in message
     assert expected in message
     assert "2 attempts" in message
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
 
 
 class _InterruptingBar:
@@ -281,7 +293,7 @@ def test_interrupt_mid_download_removes_part_file(
 
     class Bar(_InterruptingBar):
         def update(self, n: int) -> None:
-            seen.append(sorted(p.name for p in tmp_path.iterdir()))
+            seen.append(names(tmp_path))
             assert self.kwargs["total"] == len(body)
             assert self.kwargs["unit"] == "B"
             super().update(n)
@@ -293,7 +305,7 @@ def test_interrupt_mid_download_removes_part_file(
     # While streaming, the only file was a .part beside dest; afterwards nothing is left.
     assert len(seen) == 1 and len(seen[0]) == 1
     assert seen[0][0].startswith("big.bin.") and seen[0][0].endswith(".part")
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
 
 
 def test_progress_bar_enabled(server: Server, tmp_path: Path) -> None:
@@ -342,7 +354,7 @@ def test_unsafe_member_rejected_before_writing(
     with zipfile.ZipFile(archive) as zf:
         assert name in zf.namelist()  # zipfile kept the hostile name as written
     dest_dir = work / "data"
-    before_outside = sorted(p.name for p in tmp_path.parent.iterdir())
+    before_outside = names(tmp_path.parent)
     opened: list[str] = []
     real_open = zipfile.ZipFile.open
 
@@ -359,10 +371,10 @@ def test_unsafe_member_rejected_before_writing(
     assert reason in str(info.value)
     assert str(archive) in str(info.value)
     assert opened == []  # no member was read, so nothing was written
-    assert list(dest_dir.iterdir()) == []  # neither hotdog/ nor a temp folder remains
-    assert sorted(p.name for p in work.iterdir()) == ["bad.zip", "data"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
-    assert sorted(p.name for p in tmp_path.parent.iterdir()) == before_outside
+    assert names(dest_dir) == []  # neither hotdog/ nor a temp folder remains
+    assert names(work) == ["bad.zip", "data"]
+    assert names(tmp_path) == ["work"]
+    assert names(tmp_path.parent) == before_outside
     assert not Path("/abs").exists()
 
 
@@ -370,7 +382,7 @@ def test_member_outside_top_is_rejected(tmp_path: Path) -> None:
     archive = write_zip(tmp_path / "a.zip", {**TREE, "README.txt": b"hi"})
     with pytest.raises(UnsafeArchiveError, match=r"README\.txt"):
         extract_zip(archive, tmp_path / "data", "hotdog")
-    assert list((tmp_path / "data").iterdir()) == []
+    assert names(tmp_path / "data") == []
 
 
 def test_second_extract_is_a_no_op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -409,7 +421,7 @@ def test_not_a_zip_is_corrupt(tmp_path: Path) -> None:
         extract_zip(archive, tmp_path / "data", "hotdog")
     assert str(archive) in str(info.value)
     assert "Delete it" in str(info.value)
-    assert list((tmp_path / "data").iterdir()) == []
+    assert names(tmp_path / "data") == []
 
 
 def test_crc_error_is_corrupt_and_cleans_up(tmp_path: Path) -> None:
@@ -423,7 +435,7 @@ def test_crc_error_is_corrupt_and_cleans_up(tmp_path: Path) -> None:
         extract_zip(archive, tmp_path / "data", "hotdog")
 
     # Earlier members were written to the temp folder; it is gone and hotdog/ never appeared.
-    assert list((tmp_path / "data").iterdir()) == []
+    assert names(tmp_path / "data") == []
 
 
 def test_zip_without_top_is_corrupt(tmp_path: Path) -> None:
@@ -432,14 +444,14 @@ def test_zip_without_top_is_corrupt(tmp_path: Path) -> None:
         extract_zip(archive, tmp_path / "data", "hotdog")
     message = str(info.value)
     assert "'hotdog'" in message and "cats" in message and "dogs" in message
-    assert list((tmp_path / "data").iterdir()) == []
+    assert names(tmp_path / "data") == []
 
 
 def test_macosx_junk_is_skipped(tmp_path: Path) -> None:
     junk = {"__MACOSX/hotdog/train/._0.png": b"\x00\x05junk", "__MACOSX/._hotdog": b"junk"}
     archive = write_zip(tmp_path / "hotdog.zip", {**junk, **TREE})
     root = extract_zip(archive, tmp_path / "data", "hotdog")
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["hotdog"]
+    assert names(tmp_path / "data") == ["hotdog"]
     assert not any("._" in name for name in tree(root))
     assert len(tree(root)) == len(TREE)
 
@@ -465,3 +477,44 @@ def test_download_rejects_bad_options_before_any_work(
         download(server.url("/x"), tmp_path / "sub" / "x.bin", sha1(b"x"), **kwargs)
     assert server.hits["/x"] == 0
     assert not (tmp_path / "sub").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# The extraction manifest: a folder is trusted by what extraction recorded
+# --------------------------------------------------------------------------------------------
+
+
+def test_extracted_folder_is_verified_without_its_zip(tmp_path: Path) -> None:
+    archive = write_zip(tmp_path / "hotdog.zip", TREE)
+    root = extract_zip(archive, tmp_path / "data", "hotdog")
+    assert extraction_problem(root) is None
+    archive.unlink()
+    assert extract_zip(archive, tmp_path / "data", "hotdog") == root  # no zip needed
+
+
+@pytest.mark.parametrize("damage", ["no manifest", "missing file", "short file"])
+def test_half_extracted_folder_is_not_trusted_and_is_replaced(tmp_path: Path, damage: str) -> None:
+    archive = write_zip(tmp_path / "hotdog.zip", TREE)
+    root = extract_zip(archive, tmp_path / "data", "hotdog")
+    victim = root / "test" / "hotdog" / "0.png"
+    if damage == "no manifest":
+        (root / MANIFEST_NAME).unlink()
+    elif damage == "missing file":
+        victim.unlink()
+    else:
+        victim.write_bytes(victim.read_bytes()[:10])
+
+    problem = extraction_problem(root)
+    assert problem is not None and str(root) in problem
+
+    assert extract_zip(archive, tmp_path / "data", "hotdog") == root
+    assert tree(root) == {name.removeprefix("hotdog/"): data for name, data in TREE.items()}
+    assert extraction_problem(root) is None
+    assert names(tmp_path / "data") == ["hotdog"]  # the unverified copy is gone too
+
+
+def test_manifest_lists_every_member_with_its_size(tmp_path: Path) -> None:
+    root = extract_zip(write_zip(tmp_path / "hotdog.zip", TREE), tmp_path / "data", "hotdog")
+    manifest = json.loads((root / MANIFEST_NAME).read_text())
+    expected = {name.removeprefix("hotdog/"): len(data) for name, data in TREE.items()}
+    assert manifest == {"files": expected}

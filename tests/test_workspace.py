@@ -14,7 +14,7 @@ from PIL import Image
 from torchvision.models import ResNet18_Weights, resnet18
 
 from d2lhelpers import workspace
-from d2lhelpers.download import ChecksumError
+from d2lhelpers.download import ChecksumError, extract_zip
 from d2lhelpers.models import IMAGENET_HOTDOG_CLASS
 from d2lhelpers.workspace import Workspace, data_dir, prepare
 
@@ -91,8 +91,35 @@ def test_real_available_offline_when_everything_is_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, imagenet_checkpoint: dict
 ) -> None:
     monkeypatch.setattr(workspace, "_reachable", lambda url: pytest.fail(f"asked {url}"))
-    (tmp_path / "hotdog").mkdir()
+    archive = tmp_path / "zips" / "hotdog.zip"
+    archive.parent.mkdir()
+    archive.write_bytes(hotdog_zip())
+    extract_zip(archive, tmp_path, "hotdog")  # extracted, then the zip is gone
     assert workspace.real_available(tmp_path)
+
+
+def test_real_available_does_not_trust_an_unverified_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, imagenet_checkpoint: dict
+) -> None:
+    monkeypatch.setattr(workspace, "_reachable", lambda url: False)
+    (tmp_path / "hotdog" / "train").mkdir(parents=True)  # half extracted, no manifest
+    assert not workspace.real_available(tmp_path)
+
+
+def test_real_path_uses_a_verified_folder_without_its_zip_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, imagenet_checkpoint: dict
+) -> None:
+    archive = tmp_path / "zips" / "hotdog.zip"
+    archive.parent.mkdir()
+    archive.write_bytes(hotdog_zip())
+    data = tmp_path / "data"
+    extract_zip(archive, data, "hotdog")
+    archive.unlink()  # deleted to save space, or never copied to a read-only mount
+    monkeypatch.setattr(workspace, "download", lambda *a, **k: pytest.fail("downloaded"))
+    monkeypatch.setattr(workspace, "_reachable", lambda url: pytest.fail(f"asked {url}"))
+    for kind in ("real", "auto"):
+        ws = prepare(kind, data, progress=False)
+        assert ws.kind == "real" and ws.root == data / "hotdog"
 
 
 def test_real_unavailable_when_servers_do_not_answer(
@@ -111,7 +138,7 @@ def test_real_path_downloads_extracts_and_loads_imagenet_weights(
     assert ws.kind == "real"
     assert ws.recipe.size == 224
     assert ws.source_hotdog_class == IMAGENET_HOTDOG_CLASS
-    assert sorted(p.name for p in ws.root.iterdir()) == ["test", "train"]
+    assert sorted(p.name for p in ws.root.iterdir() if p.name[0] != ".") == ["test", "train"]
     net = ws.source_model()
     assert net.fc.out_features == 1000
     for key, value in net.state_dict().items():
