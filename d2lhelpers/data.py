@@ -23,15 +23,17 @@ than the test split, so that small crops are less blurry than a test-resolution 
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
-import tempfile
 import warnings
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -40,13 +42,21 @@ from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
 from .checks import finite_range, non_negative_int, positive_finite, positive_int
-from .fileutil import display_path
+from .fileutil import (
+    atomic_write,
+    data_dir,
+    display_path,
+    exclusive,
+    is_writable,
+    remove_leftovers,
+)
 from .images import BadImageError, list_class_folder, load_rgb
 
 HOTDOG_CLASSES = ("hotdog", "not-hotdog")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: raw pixel rows (.u8) written image by image, beside a JSON of metadata
+CACHE_DIR_ENV = "D2LHELPERS_CACHE"
 MAX_TRAIN_STORED_SIZE = 512  # 786,432 bytes per decoded training image
 DEFAULT_RAM_BUDGET = 2 << 30  # bytes of decoded pixels held in memory; above: memory-mapped
 
@@ -132,7 +142,7 @@ class DecodedImages:
 
 
 def _decode_one(path: Path, stored_size: int) -> tuple[np.ndarray, tuple[int, int]] | str:
-    """One image as (3, S, S) uint8 and its (width, height), or the reason it was skipped.
+    """One image as contiguous (3, S, S) uint8 and its (width, height), or why it was skipped.
 
     The size is the decoded photo's; JPEG draft mode may have reduced it by a power of two, which
     keeps its aspect ratio.
@@ -143,7 +153,7 @@ def _decode_one(path: Path, stored_size: int) -> tuple[np.ndarray, tuple[int, in
         return str(err)
     size = img.size
     img = img.resize((stored_size, stored_size), Image.Resampling.BILINEAR)
-    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1), size
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)), size
 
 
 def _cache_key(items: Sequence[tuple[Path, int]], stored_size: int) -> str:
@@ -156,42 +166,111 @@ def _cache_key(items: Sequence[tuple[Path, int]], stored_size: int) -> str:
     return digest.hexdigest()[:16]
 
 
-def _atomic_write(target: Path, write) -> None:
-    """Write via ``write(file_object)`` into a temporary file, then rename onto ``target``."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def decode_cache_dir(split_dir: str | os.PathLike) -> Path:
+    """The folder where :func:`decode_folder` caches ``split_dir`` unless told otherwise.
+
+    ``$D2LHELPERS_CACHE/<key of the data folder>`` when that variable is set; else
+    ``<split_dir>/../.decoded`` when it can be written; else (a read-only data folder, such as
+    a mounted data set) ``<data folder>/decoded/<key of the data folder>``, the data folder
+    being ``$D2LHELPERS_DATA`` or ``~/.cache/d2lhelpers``.
+    """
+    parent = Path(split_dir).parent
+    chosen = os.environ.get(CACHE_DIR_ENV)
+    if not chosen:
+        beside = parent / ".decoded"
+        if is_writable(beside):
+            return beside
+    base = Path(chosen).expanduser() if chosen else data_dir() / "decoded"
+    return base / hashlib.sha1(os.fsencode(parent.resolve())).hexdigest()[:12]
 
 
-def _decode_all(items: Sequence[tuple[Path, int]], stored_size: int, desc: str):
-    """Decode in threads (PIL releases the GIL); returns pixels, sizes, labels, paths, skipped."""
+def _decode_workers() -> int:
+    """Threads for decoding: the usable cores, at most 8."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = min(8, cores or 1)
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(
-            tqdm(
-                pool.map(lambda item: _decode_one(item[0], stored_size), items),
-                total=len(items),
-                desc=desc,
-                unit="img",
-                leave=False,
-            )
-        )
-    keep = [i for i, r in enumerate(results) if not isinstance(r, str)]
-    skipped = [r for r in results if isinstance(r, str)]
-    empty = np.zeros((0, 3, 1, 1), np.uint8)
-    pixels = np.stack([results[i][0] for i in keep]) if keep else empty
-    sizes = [results[i][1] for i in keep]
-    labels = [items[i][1] for i in keep]
-    paths = [str(items[i][0]) for i in keep]
-    return pixels, sizes, labels, paths, skipped
+    return min(8, cores or 1)
+
+
+def _decoded_in_order(items: Sequence[tuple[Path, int]], stored_size: int, desc: str):
+    """Decode in threads (PIL releases the GIL), yielding results in order; at most a few
+    decoded images wait at any time, so memory does not grow with the number of images."""
+    workers = _decode_workers()
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        tqdm(total=len(items), desc=desc, unit="img", leave=False) as bar,
+    ):
+        pending: deque = deque()
+        for path, _ in items:
+            pending.append(pool.submit(_decode_one, path, stored_size))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+                bar.update()
+        while pending:
+            yield pending.popleft().result()
+            bar.update()
+
+
+def _write_cache(
+    items: Sequence[tuple[Path, int]], stored_size: int, desc: str, pixel_path: Path
+) -> dict:
+    """Decode ``items`` straight into the raw pixel file ``pixel_path`` (row by row, written
+    atomically); return the metadata (labels, sizes, paths, skipped) of the rows written."""
+    meta: dict[str, list] = {"labels": [], "sizes": [], "paths": [], "skipped": []}
+
+    def write(f: BinaryIO) -> None:
+        for (path, label), result in zip(
+            items, _decoded_in_order(items, stored_size, desc), strict=True
+        ):
+            if isinstance(result, str):
+                meta["skipped"].append(result)
+                continue
+            f.write(result[0].data)
+            meta["labels"].append(label)
+            meta["sizes"].append(result[1])
+            meta["paths"].append(str(path))
+
+    atomic_write(pixel_path, write)
+    return meta
+
+
+def _cache_meta(stem: Path, stored_size: int) -> dict | None:
+    """The metadata of the complete cache at ``stem``, or None when it is absent or its pixel
+    file does not hold exactly the rows the metadata lists."""
+    try:
+        meta = json.loads(stem.with_suffix(".json").read_text())
+        nbytes = len(meta["labels"]) * 3 * stored_size * stored_size
+        complete = stem.with_suffix(".u8").stat().st_size == nbytes
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return meta if complete else None
+
+
+def _build_cache(
+    items: Sequence[tuple[Path, int]], stem: Path, stored_size: int, desc: str
+) -> dict:
+    """Write the cache at ``stem`` holding its lock and return its metadata; then remove the
+    folder's stale caches of this split and size, and temporaries that killed runs left (no
+    live process owns them: every writer holds the lock)."""
+    prefix = stem.name.rsplit("-", 1)[0]  # "<split>-<S>px"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(stem.parent / f"{prefix}.lock"):
+        meta = _cache_meta(stem, stored_size)  # another process may have written it meanwhile
+        if meta is None:
+            meta = _write_cache(items, stored_size, desc, stem.with_suffix(".u8"))
+            atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(meta).encode()))
+        current = {stem.with_suffix(".json").name, stem.with_suffix(".u8").name}
+        for path in stem.parent.glob(f"{glob.escape(prefix)}-*"):
+            if path.name not in current:
+                remove_leftovers(stem.parent, glob.escape(path.name))
+    return meta
+
+
+def _load_pixels(pixel_path: Path, count: int, stored_size: int, ram_budget: int):
+    """The cached pixels (count, 3, S, S): read into memory (one copy) up to ``ram_budget``
+    bytes, else memory-mapped."""
+    shape = (count, 3, stored_size, stored_size)
+    if count * 3 * stored_size * stored_size <= ram_budget or count == 0:
+        return torch.from_numpy(np.fromfile(pixel_path, dtype=np.uint8).reshape(shape))
+    return np.memmap(pixel_path, dtype=np.uint8, mode="r", shape=shape)
 
 
 def decode_folder(
@@ -204,27 +283,20 @@ def decode_folder(
     """Decode ``split_dir/<class>/*`` once into a :class:`DecodedImages`.
 
     Bad image files are skipped and listed in a single warning; a class left without any
-    readable image is an error. ``cache_dir`` defaults to ``<split_dir>/../.decoded``.
+    readable image is an error. ``cache_dir`` defaults to :func:`decode_cache_dir`. The cache is
+    written image by image into its file, so building it takes little more memory than the
+    cache itself once loaded.
     """
     stored_size = positive_int("stored_size", stored_size)
     ram_budget = non_negative_int("ram_budget", ram_budget)
     split_dir = Path(split_dir)
     items = list_class_folder(split_dir, classes)
-    cache_dir = Path(cache_dir) if cache_dir is not None else split_dir.parent / ".decoded"
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cache_dir) if cache_dir is not None else decode_cache_dir(split_dir)
     stem = cache_dir / f"{split_dir.name}-{stored_size}px-{_cache_key(items, stored_size)}"
-    meta_path, pixel_path = stem.with_suffix(".json"), stem.with_suffix(".npy")
-    if not (meta_path.exists() and pixel_path.exists()):
-        decoded = _decode_all(items, stored_size, f"decode {split_dir.name}")
-        pixels, sizes, labels, paths, skipped = decoded
-        _atomic_write(pixel_path, lambda f: np.save(f, pixels))
-        meta = {"labels": labels, "sizes": sizes, "paths": paths, "skipped": skipped}
-        _atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
-    meta = json.loads(meta_path.read_text())
-    if pixel_path.stat().st_size <= ram_budget:
-        pixels = torch.from_numpy(np.load(pixel_path))
-    else:
-        pixels = np.load(pixel_path, mmap_mode="r")
+    meta = _cache_meta(stem, stored_size)
+    if meta is None:
+        meta = _build_cache(items, stem, stored_size, f"decode {split_dir.name}")
+    pixels = _load_pixels(stem.with_suffix(".u8"), len(meta["labels"]), stored_size, ram_budget)
     images = DecodedImages(
         pixels,
         torch.tensor(meta["labels"], dtype=torch.int64),
@@ -374,17 +446,19 @@ def hotdog_loaders(
     *,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
 ) -> tuple[BatchLoader, BatchLoader]:
     """Training and test loaders of a hot dog folder ``root/{train,test}/{hotdog,not-hotdog}``.
 
     Each split is decoded once (training images at ``recipe.train_stored_size``, test images at
-    ``recipe.stored_size``); the test loader evaluates in batches twice as large. ``batch_size``
-    is checked (at least 2) before anything is decoded.
+    ``recipe.stored_size``) and cached in ``cache_dir`` (default: :func:`decode_cache_dir`, which
+    avoids a read-only ``root``); the test loader evaluates in batches twice as large.
+    ``batch_size`` is checked (at least 2) before anything is decoded.
     """
     batch_size = positive_int("batch_size", batch_size, minimum=2)
     root = Path(root)
-    train = decode_folder(root / "train", recipe.train_stored_size)
-    test = decode_folder(root / "test", recipe.stored_size)
+    train = decode_folder(root / "train", recipe.train_stored_size, cache_dir=cache_dir)
+    test = decode_folder(root / "test", recipe.stored_size, cache_dir=cache_dir)
     return (
         BatchLoader(train, batch_size, recipe, train=True, device=device, seed=seed),
         BatchLoader(test, 2 * batch_size, recipe, train=False, device=device),

@@ -13,14 +13,13 @@ the same thing at once (the second waits for the first and reuses its result).
 
 from __future__ import annotations
 
-import contextlib
+import glob
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +29,8 @@ from torch import nn
 from torchvision.models import resnet18
 from tqdm.auto import tqdm
 
-from .data import BatchLoader, Recipe, _atomic_write, decode_folder
+from .data import BatchLoader, Recipe, decode_folder
+from .fileutil import atomic_write, exclusive, move_into_place, remove_leftovers, temporary_pattern
 from .standin_draw import SOURCE_CLASSES, TARGET_CLASSES, draw_source, draw_target
 from .train import default_device, fit
 
@@ -58,23 +58,6 @@ TARGET_SPEC = ImageSetSpec(train_per_class=1000, test_per_class=400)
 SOURCE_SPEC = ImageSetSpec(train_per_class=400, test_per_class=50, seed=1)
 
 
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_path`` (POSIX); a no-op where fcntl is missing."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: rely on atomic renames alone
-        yield
-        return
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _image_size(rng: np.random.Generator, spec: ImageSetSpec) -> tuple[int, int]:
     width, height = rng.integers(spec.min_side, spec.max_side + 1, size=2)
     return int(width), int(height)
@@ -90,11 +73,13 @@ def write_image_set(
     """Draw ``spec`` into ``root/{train,test}/<class>/NNNN.jpg``; return ``root``.
 
     ``root`` appears only when complete (built in a temporary folder, then renamed); an
-    existing ``root`` is returned untouched.
+    existing ``root`` is returned untouched. Call it holding the lock of ``root``: it removes
+    the temporary folders that killed runs left.
     """
     if root.exists():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(root.parent, f".{glob.escape(root.name)}-*")
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}-"))
     try:
         splits = {"train": spec.train_per_class, "test": spec.test_per_class}
@@ -109,7 +94,7 @@ def write_image_set(
                         img = draw(name, rng, _image_size(rng, spec))
                         img.save(folder / f"{i:04d}.jpg", quality=spec.jpeg_quality)
                     bar.update(count)
-        os.replace(tmp, root)
+        move_into_place(tmp, root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
@@ -118,14 +103,16 @@ def write_image_set(
 def target_set(data_dir: Path, spec: ImageSetSpec = TARGET_SPEC, progress: bool = True) -> Path:
     """The synthetic hot dog set (drawn on first use): ``.../{train,test}/{hotdog,not-hotdog}``."""
     root = data_dir / f"standin-hotdog-{spec.key('target', TARGET_CLASSES)}"
-    with _exclusive(root.with_suffix(".lock")):
+    if root.exists():  # complete (renamed into place): no lock needed, the folder may be read-only
+        return root
+    with exclusive(root.with_suffix(".lock")):
         return write_image_set(root, TARGET_CLASSES, draw_target, spec, progress)
 
 
 def source_set(data_dir: Path, spec: ImageSetSpec = SOURCE_SPEC, progress: bool = True) -> Path:
     """The synthetic source set of :data:`SOURCE_CLASSES` (drawn on first use)."""
     root = data_dir / f"standin-source-{spec.key('source', SOURCE_CLASSES)}"
-    with _exclusive(root.with_suffix(".lock")):
+    with exclusive(root.with_suffix(".lock")):
         return write_image_set(root, SOURCE_CLASSES, draw_source, spec, progress)
 
 
@@ -210,10 +197,12 @@ def source_checkpoint(
         json.dumps([asdict(settings), spec.key("source", SOURCE_CLASSES)]).encode()
     ).hexdigest()[:10]
     path = data_dir / f"standin-resnet18-{key}.pt"
-    with _exclusive(path.with_suffix(".lock")):
-        if not path.exists():
-            checkpoint = _train_source(data_dir, settings, spec, progress)
-            _atomic_write(path, lambda f: torch.save(checkpoint, f))
+    if not path.exists():  # a present file is complete (renamed into place): no lock needed
+        with exclusive(path.with_suffix(".lock")):
+            remove_leftovers(data_dir, temporary_pattern(path))
+            if not path.exists():
+                checkpoint = _train_source(data_dir, settings, spec, progress)
+                atomic_write(path, lambda f: torch.save(checkpoint, f))
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

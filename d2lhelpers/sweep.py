@@ -185,7 +185,9 @@ class Sweeper:
             recipe, root = self.workspace.recipe, self.workspace.root
             batches = []
             for split, shuffle in (("train", True), ("test", False)):
-                images = decode_folder(root / split, recipe.stored_size, HOTDOG_CLASSES)
+                images = decode_folder(
+                    root / split, recipe.stored_size, HOTDOG_CLASSES, self.workspace.cache_dir
+                )
                 loader = BatchLoader(images, 256, recipe, train=False, device=self.device)
                 x, y = compute_features(body, loader, self.precision)
                 batches.append(TensorBatches(x, y, self.batch_size, shuffle, self.seed))

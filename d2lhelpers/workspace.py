@@ -54,6 +54,7 @@ class Workspace:
     source_hotdog_class: int
     source_test_acc: float | None = None  # the stand-in source model on its own test set
     _checkpoint: dict | None = field(default=None, repr=False)
+    cache_dir: Path | None = None  # decoded-image caches; None: data.decode_cache_dir
 
     def source_model(self) -> nn.Module:
         """A fresh copy of the source model (ImageNet ResNet-18 or the stand-in's)."""
@@ -62,10 +63,23 @@ class Workspace:
         return imagenet_resnet18()
 
     def loaders(
-        self, batch_size: int, device: torch.device | str = "cpu", seed: int = 0
+        self,
+        batch_size: int,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        cache_dir: str | os.PathLike | None = None,
     ) -> tuple[BatchLoader, BatchLoader]:
-        """Training and test loaders (decoded once, augmented in batches on ``device``)."""
-        return hotdog_loaders(self.root, batch_size, self.recipe, device=device, seed=seed)
+        """Training and test loaders (decoded once, augmented in batches on ``device``); the
+        decoded images are cached in ``cache_dir``, else :attr:`cache_dir`, else beside the
+        images when that folder is writable (see :func:`~d2lhelpers.data.decode_cache_dir`)."""
+        return hotdog_loaders(
+            self.root,
+            batch_size,
+            self.recipe,
+            device=device,
+            seed=seed,
+            cache_dir=cache_dir if cache_dir is not None else self.cache_dir,
+        )
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def test_decode_folder_cache_is_reused(image_tree, tmp_path: Path, monkeypatch) 
     split = image_tree(COLORS)
     first = decode_folder(split, 16, CLASSES)
     cache_dir = tmp_path / ".decoded"
-    assert sorted(p.suffix for p in cache_dir.iterdir()) == [".json", ".npy"]
+    assert sorted(p.suffix for p in cache_dir.iterdir()) == [".json", ".lock", ".u8"]
 
     def must_not_decode(*args, **kwargs):
         raise AssertionError("decoded again despite a valid cache")
@@ -148,7 +149,7 @@ def test_decode_folder_cache_dir_argument(image_tree, tmp_path: Path) -> None:
     split = image_tree(COLORS)
     cache = tmp_path / "elsewhere" / "cache"
     decode_folder(split, 16, CLASSES, cache_dir=cache)
-    assert len(list(cache.glob("train-16px-*.npy"))) == 1
+    assert len(list(cache.glob("train-16px-*.u8"))) == 1
     assert not (tmp_path / ".decoded").exists()
 
 
@@ -207,7 +208,7 @@ def test_decode_folder_other_stored_size_is_a_separate_cache(image_tree, tmp_pat
     large = decode_folder(split, 16, CLASSES)
     assert small.pixels.shape[-1] == 12
     assert large.pixels.shape[-1] == 16
-    assert len(list((tmp_path / ".decoded").glob("*.npy"))) == 2
+    assert len(list((tmp_path / ".decoded").glob("*.u8"))) == 2
 
 
 def test_decode_folder_zero_ram_budget_memory_maps(image_tree) -> None:
@@ -594,3 +595,121 @@ def test_names_that_are_not_utf8_are_decoded_or_listed_never_a_crash(image_tree)
     with pytest.warns(UserWarning, match="x81"):
         again = decode_folder(split, 16, CLASSES)  # from the cache, the same paths
     assert again.paths == images.paths
+
+
+# --------------------------------------------------------------------------------------------
+# Where the cache goes: a read-only data folder, a configurable cache folder
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_data(image_tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data folder that cannot be written (simulated: the tests may run as root)."""
+    train = image_tree(COLORS)
+    image_tree(COLORS, split="test")
+    real = data.is_writable
+    monkeypatch.setattr(data, "is_writable", lambda f: tmp_path not in (f, *f.parents) and real(f))
+    monkeypatch.setenv("D2LHELPERS_DATA", str(tmp_path.parent / f"{tmp_path.name}-home"))
+    monkeypatch.delenv("D2LHELPERS_CACHE", raising=False)
+    return train.parent
+
+
+def written_below(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.suffix in {".u8", ".json", ".lock", ".tmp"}]
+
+
+def test_read_only_data_folder_caches_in_the_data_dir(read_only_data: Path) -> None:
+    images = decode_folder(read_only_data / "train", 16, CLASSES)
+    assert len(images) == 5
+    assert written_below(read_only_data) == []
+    home = Path(os.environ["D2LHELPERS_DATA"])
+    expected = data.decode_cache_dir(read_only_data / "train")
+    assert expected.parent == home / "decoded"
+    assert len(list(expected.glob("train-16px-*.u8"))) == 1
+
+
+def test_loaders_take_a_cache_folder(read_only_data: Path, tmp_path: Path) -> None:
+    cache = tmp_path.parent / f"{tmp_path.name}-cache"
+    train, test = data.hotdog_loaders(
+        read_only_data, 2, Recipe(16, resize_ratio=1.0), cache_dir=cache
+    )
+    assert len(train.images) == len(test.images) == 5
+    assert sorted(p.name.split("-")[0] for p in cache.glob("*.u8")) == ["test", "train"]
+    assert written_below(read_only_data) == []
+
+
+def test_cache_environment_variable(image_tree, tmp_path: Path, monkeypatch) -> None:
+    split = image_tree(COLORS)
+    cache = tmp_path.parent / f"{tmp_path.name}-env-cache"
+    monkeypatch.setenv("D2LHELPERS_CACHE", str(cache))
+    decode_folder(split, 16, CLASSES)
+    assert written_below(tmp_path) == []
+    assert len(list(cache.glob("*/train-16px-*.u8"))) == 1
+
+
+def test_read_only_data_folder_and_home_is_a_clear_error(read_only_data: Path, monkeypatch) -> None:
+    blocker = read_only_data.parent.parent / f"{read_only_data.parent.name}-file"
+    blocker.write_text("a file where the home folder would be")
+    monkeypatch.setenv("D2LHELPERS_DATA", str(blocker / "data"))
+    with pytest.raises(PermissionError, match="D2LHELPERS_DATA"):
+        decode_folder(read_only_data / "train", 16, CLASSES)
+
+
+# --------------------------------------------------------------------------------------------
+# Building the cache: stale caches and killed runs' temporaries go, memory stays near 1x
+# --------------------------------------------------------------------------------------------
+
+
+def test_new_cache_removes_the_stale_ones_of_that_split_and_size(image_tree, tmp_path) -> None:
+    split = image_tree(COLORS)
+    decode_folder(split, 16, CLASSES)
+    decode_folder(split, 12, CLASSES)  # another size: kept
+    touched = split / "hotdog" / "0.png"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    decode_folder(split, 16, CLASSES)
+    cache = tmp_path / ".decoded"
+    assert len(list(cache.glob("train-16px-*.u8"))) == 1
+    assert len(list(cache.glob("train-16px-*.json"))) == 1
+    assert len(list(cache.glob("train-12px-*.u8"))) == 1
+
+
+def test_killed_runs_temporaries_are_removed_under_the_lock(image_tree, tmp_path) -> None:
+    split = image_tree(COLORS)
+    cache = tmp_path / ".decoded"
+    cache.mkdir()
+    killed = cache / "train-16px-0123456789abcdef.u8.k1ll3d.tmp"
+    killed.write_bytes(b"half a cache")
+    other = cache / "test-16px-0123456789abcdef.u8.0th3r.tmp"  # another lock's: left alone
+    other.write_bytes(b"")
+    decode_folder(split, 16, CLASSES)
+    assert not killed.exists()
+    assert other.exists()
+
+
+def test_incomplete_pixel_file_is_rebuilt(image_tree, tmp_path: Path) -> None:
+    split = image_tree(COLORS)
+    first = decode_folder(split, 16, CLASSES)
+    (pixels,) = (tmp_path / ".decoded").glob("*.u8")
+    pixels.write_bytes(pixels.read_bytes()[:100])
+    again = decode_folder(split, 16, CLASSES)
+    assert torch.equal(again.pixels, first.pixels)
+
+
+def test_building_the_cache_holds_one_copy_of_it(tmp_path: Path) -> None:
+    """Python-side allocations (numpy's included) peak near the cache's size, not at 3x."""
+    rng = np.random.default_rng(0)
+    for name in CLASSES:
+        (tmp_path / "train" / name).mkdir(parents=True)
+        for i in range(150):
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), np.uint8)).save(
+                tmp_path / "train" / name / f"{i}.png"
+            )
+    cache_bytes = 300 * 3 * 32 * 32
+    tracemalloc.start()
+    try:
+        images = decode_folder(tmp_path / "train", 32, CLASSES)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert images.pixels.numel() == cache_bytes
+    assert peak < 1.25 * cache_bytes + 200_000, (peak, cache_bytes)

@@ -160,3 +160,21 @@ def test_real_path_checksum_mismatch_is_an_error_not_a_fallback(
         prepare("auto", tmp_path, progress=False)
     assert not (tmp_path / "hotdog.zip").exists()
     assert not (tmp_path / "hotdog").exists()
+
+
+def test_read_only_home_is_a_clear_error_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.write_text("not a folder: nothing can be created below it, even by root")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("D2LHELPERS_DATA", raising=False)
+    with pytest.raises(PermissionError, match="D2LHELPERS_DATA") as info:
+        prepare("standin")
+    assert str(home / ".cache" / "d2lhelpers") in str(info.value)
+
+
+def test_workspace_loaders_take_a_cache_folder(tiny_workspace: Workspace, tmp_path: Path) -> None:
+    train, test = tiny_workspace.loaders(batch_size=4, cache_dir=tmp_path / "cache")
+    assert len(train.images) == 12 and len(test.images) == 8
+    assert len(list((tmp_path / "cache").glob("*.u8"))) == 2
