@@ -24,6 +24,7 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -79,6 +80,10 @@ class _TruncatedResponseError(ConnectionError):
     """The server closed the connection before sending the whole body."""
 
 
+class _TooSlowError(TimeoutError):
+    """The body arrived slower than the minimum rate."""
+
+
 # --------------------------------------------------------------------------------------------
 # Hashing
 # --------------------------------------------------------------------------------------------
@@ -113,7 +118,8 @@ def download(
     *,
     retries: int = 3,
     backoff: float = 1.0,
-    timeout: float = 30.0,
+    timeout: float = 10.0,
+    min_rate: float = 1024.0,
     progress: bool = True,
 ) -> Path:
     """Download ``url`` to ``dest`` and verify its SHA-1; return ``dest``.
@@ -124,6 +130,11 @@ def download(
     ``dest`` never holds an unverified file. Connection errors, truncated bodies, HTTP 5xx and
     429 are retried ``retries`` more times, waiting ``backoff * 2**attempt`` seconds.
 
+    ``timeout`` bounds connecting and each wait for data, and the body must arrive at
+    ``min_rate`` bytes per second or faster over every ``timeout`` seconds (0 disables that
+    check), so a server that trickles fails too. With the defaults a server that accepts the
+    connection and never answers fails after 4 x 10 s + 7 s of back-off.
+
     Raises:
         ValueError: ``sha1`` is not 40 hex characters, or an option is out of range.
         ChecksumError: the downloaded file has a different SHA-1.
@@ -133,6 +144,7 @@ def download(
     retries = non_negative_int("retries", retries)
     backoff = non_negative_finite("backoff", backoff)
     timeout = positive_finite("timeout", timeout)
+    rate = _Rate(non_negative_finite("min_rate", min_rate), timeout)
     dest = Path(dest)
     if dest.is_file():
         actual = sha1_of(dest)
@@ -144,7 +156,16 @@ def download(
         )
         dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return _download_with_retries(url, dest, expected, retries, backoff, timeout, progress)
+    return _download_with_retries(url, dest, expected, retries, backoff, rate, progress)
+
+
+@dataclass(frozen=True)
+class _Rate:
+    """The slowest a download may be: ``minimum`` bytes/s over every ``window`` seconds, which
+    is also the timeout of connecting and of each read."""
+
+    minimum: float
+    window: float
 
 
 def _download_with_retries(
@@ -153,13 +174,13 @@ def _download_with_retries(
     expected: str,
     retries: int,
     backoff: float,
-    timeout: float,
+    rate: _Rate,
     progress: bool,
 ) -> Path:
     """Call ``_fetch_once`` until it succeeds, retrying only transient failures."""
     for attempt in range(retries + 1):
         try:
-            return _fetch_once(url, dest, expected, timeout, progress)
+            return _fetch_once(url, dest, expected, rate, progress)
         except _NETWORK_ERRORS as err:
             if isinstance(err, urllib.error.HTTPError):
                 err.close()
@@ -194,19 +215,20 @@ def _failure_message(url: str, dest: Path, expected: str, err: BaseException, tr
     )
 
 
-def _fetch_once(url: str, dest: Path, expected: str, timeout: float, progress: bool) -> Path:
+def _fetch_once(url: str, dest: Path, expected: str, rate: _Rate, progress: bool) -> Path:
     """Stream ``url`` into a ``.part`` file beside ``dest``; move it onto ``dest`` if verified."""
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     part: Path | None = None
     try:
         with (
-            urllib.request.urlopen(request, timeout=timeout) as response,
+            urllib.request.urlopen(request, timeout=rate.window) as response,
             tempfile.NamedTemporaryFile(
                 dir=dest.parent, prefix=dest.name + ".", suffix=".part", delete=False
             ) as out,
         ):
             part = Path(out.name)
-            actual = _stream(response, out, _content_length(response), progress, dest.name)
+            total = _content_length(response)
+            actual = _stream(response, out, total, rate, progress, dest.name)
             out.flush()
             os.fsync(out.fileno())
         if actual != expected:
@@ -235,18 +257,39 @@ def _content_length(response: http.client.HTTPResponse) -> int | None:
     return length if length is not None and length >= 0 else None
 
 
-def _stream(response: BinaryIO, out: BinaryIO, total: int | None, progress: bool, desc: str) -> str:
-    """Copy ``response`` to ``out`` with a progress bar; return the SHA-1 of what was copied."""
+def _stream(
+    response: http.client.HTTPResponse,
+    out: BinaryIO,
+    total: int | None,
+    rate: _Rate,
+    progress: bool,
+    desc: str,
+) -> str:
+    """Copy ``response`` to ``out`` with a progress bar; return the SHA-1 of what was copied.
+
+    Raises _TooSlowError when a window of ``rate.window`` seconds brings fewer than
+    ``rate.minimum * rate.window`` bytes. ``read1`` returns what one read brings, so a trickle
+    is seen as it comes.
+    """
     digest = hashlib.sha1()
     received = 0
+    window_start, window_bytes = time.monotonic(), 0
     with tqdm(
         total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress
     ) as bar:
-        for chunk in iter(lambda: response.read(_CHUNK_SIZE), b""):
+        for chunk in iter(lambda: response.read1(_CHUNK_SIZE), b""):
             out.write(chunk)
             digest.update(chunk)
             received += len(chunk)
             bar.update(len(chunk))
+            elapsed = time.monotonic() - window_start
+            if elapsed >= rate.window:
+                if received - window_bytes < rate.minimum * elapsed:
+                    raise _TooSlowError(
+                        f"too slow: {(received - window_bytes) / elapsed:.0f} bytes/s over "
+                        f"{elapsed:.1f} s, below min_rate={rate.minimum:g} bytes/s"
+                    )
+                window_start, window_bytes = time.monotonic(), received
     if total is not None and received != total:
         raise _TruncatedResponseError(f"response truncated: received {received} of {total} bytes")
     return digest.hexdigest()

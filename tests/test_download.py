@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
+import inspect
 import io
 import json
 import os
 import socket
 import stat
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
-from http_server import Reply, Server
+from http_server import Reply, Server, running
 
 from d2lhelpers import download as dl
 from d2lhelpers.download import (
@@ -28,6 +31,7 @@ from d2lhelpers.download import (
 )
 
 FAST = {"backoff": 0.01, "timeout": 5.0, "progress": False}
+NO_BAR = {"retries": 0, "progress": False}
 TREE = {
     "hotdog/train/hotdog/0.png": b"train-hotdog-0",
     "hotdog/train/not-hotdog/0.png": b"train-not-hotdog-0",
@@ -518,3 +522,64 @@ def test_manifest_lists_every_member_with_its_size(tmp_path: Path) -> None:
     manifest = json.loads((root / MANIFEST_NAME).read_text())
     expected = {name.removeprefix("hotdog/"): len(data) for name, data in TREE.items()}
     assert manifest == {"files": expected}
+
+
+# --------------------------------------------------------------------------------------------
+# A server that trickles, or never answers
+# --------------------------------------------------------------------------------------------
+
+
+def _trickle_handler(body: bytes, pause: float) -> type[http.server.BaseHTTPRequestHandler]:
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(len(body)):
+                try:
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
+                time.sleep(pause)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Trickle
+
+
+def test_trickling_server_fails_on_the_minimum_rate(tmp_path: Path) -> None:
+    body = b"x" * 40  # one byte every 20 ms: 0.8 s in all, each read well within the timeout
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _trickle_handler(body, 0.02))
+    with running(httpd) as port, pytest.raises(DownloadError, match="min_rate=1000") as info:
+        download(
+            f"http://127.0.0.1:{port}/t", tmp_path / "t.bin", sha1(body),
+            retries=0, timeout=0.2, min_rate=1000, progress=False,
+        )  # fmt: skip
+    assert "too slow" in str(info.value)
+    assert names(tmp_path) == []
+
+
+def test_min_rate_zero_accepts_a_slow_server(tmp_path: Path) -> None:
+    body = b"y" * 20  # 0.4 s, over two windows of 0.2 s
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _trickle_handler(body, 0.02))
+    with running(httpd) as port:
+        url = f"http://127.0.0.1:{port}/t"
+        dest = download(url, tmp_path / "t.bin", sha1(body), timeout=0.2, min_rate=0, **NO_BAR)
+    assert dest.read_bytes() == body
+
+
+def test_default_wait_for_a_silent_server_is_bounded_under_a_minute() -> None:
+    defaults = {name: p.default for name, p in inspect.signature(download).parameters.items()}
+    retries, timeout, backoff = defaults["retries"], defaults["timeout"], defaults["backoff"]
+    worst = (retries + 1) * timeout + backoff * (2**retries - 1)
+    assert worst <= 60 and defaults["min_rate"] > 0
+
+
+@pytest.mark.parametrize("min_rate", [-1.0, float("nan"), float("inf")])
+def test_download_rejects_bad_min_rate(tmp_path: Path, min_rate: float) -> None:
+    with pytest.raises(ValueError, match="min_rate"):
+        download("http://127.0.0.1:9/x", tmp_path / "x", sha1(b"x"), min_rate=min_rate)
