@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from d2lhelpers import standin
+from d2lhelpers import fileutil, standin
 from d2lhelpers.standin import (
     SOURCE_HOTDOG_CLASS,
     ImageSetSpec,
@@ -113,3 +115,30 @@ def test_source_checkpoint_is_trained_once_and_loads(
 
 def test_source_hotdog_class_is_the_hotdog_row() -> None:
     assert SOURCE_CLASSES[SOURCE_HOTDOG_CLASS] == "hotdog"
+
+
+@pytest.mark.parametrize("error", [errno.ENOLCK, errno.EOPNOTSUPP])
+def test_file_system_without_flock_still_builds(tmp_path: Path, monkeypatch, error: int) -> None:
+    def flock(handle, operation) -> None:
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(fileutil.fcntl, "flock", flock)
+    root = target_set(tmp_path, TINY, progress=False)
+    assert len(files(root)) == 2 * (3 + 2)
+    assert not any(p.name.endswith(".lock.d") for p in tmp_path.iterdir())  # released
+
+
+def test_killed_runs_temporary_folders_are_removed(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    killed = tmp_path / ".set-k1ll3d"
+    (killed / "train" / "hotdog").mkdir(parents=True)
+    other = tmp_path / ".other-k1ll3d"  # another set's: not this lock's to remove
+    other.mkdir()
+    write_image_set(root, TARGET_CLASSES, draw_target, TINY, progress=False)
+    assert not killed.exists() and other.exists()
+
+
+def test_finished_set_is_reused_from_a_read_only_folder(tmp_path: Path, monkeypatch) -> None:
+    root = target_set(tmp_path, TINY, progress=False)
+    monkeypatch.setattr(standin, "exclusive", lambda path: pytest.fail("took a lock"))
+    assert target_set(tmp_path, TINY, progress=False) == root
