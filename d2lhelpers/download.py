@@ -10,6 +10,7 @@ the archive (which may have been deleted, or never copied to a read-only mount).
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import http.client
 import json
@@ -127,8 +128,10 @@ def download(
     A file already at ``dest`` with the right SHA-1 is returned without network access; one with
     a wrong SHA-1 is deleted (with a warning) and downloaded again. The body is streamed into a
     temporary ``.part`` file next to ``dest`` that is moved onto ``dest`` only once verified, so
-    ``dest`` never holds an unverified file. Connection errors, truncated bodies, HTTP 5xx and
-    429 are retried ``retries`` more times, waiting ``backoff * 2**attempt`` seconds.
+    ``dest`` never holds an unverified file. The download holds a lock (``<dest>.lock``), so two
+    processes do not fetch the same file at once, and removes the ``.part`` files of killed runs.
+    Connection errors, truncated bodies, HTTP 5xx and 429 are retried ``retries`` more times,
+    waiting ``backoff * 2**attempt`` seconds.
 
     ``timeout`` bounds connecting and each wait for data, and the body must arrive at
     ``min_rate`` bytes per second or faster over every ``timeout`` seconds (0 disables that
@@ -146,17 +149,29 @@ def download(
     timeout = positive_finite("timeout", timeout)
     rate = _Rate(non_negative_finite("min_rate", min_rate), timeout)
     dest = Path(dest)
-    if dest.is_file():
-        actual = sha1_of(dest)
-        if actual == expected:
-            return dest
-        warnings.warn(
-            f"{dest} has SHA-1 {actual}, expected {expected}; deleting it and downloading again.",
-            stacklevel=2,
-        )
-        dest.unlink()
+    if _verified(dest, expected):
+        return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return _download_with_retries(url, dest, expected, retries, backoff, rate, progress)
+    with exclusive(dest.with_name(dest.name + ".lock")):
+        if _verified(dest, expected):  # another process downloaded it meanwhile
+            return dest
+        remove_leftovers(dest.parent, f"{glob.escape(dest.name)}.*.part")  # of killed runs
+        return _download_with_retries(url, dest, expected, retries, backoff, rate, progress)
+
+
+def _verified(dest: Path, expected: str) -> bool:
+    """True when ``dest`` holds the file; a file with another SHA-1 is deleted, with a warning."""
+    if not dest.is_file():
+        return False
+    actual = sha1_of(dest)
+    if actual == expected:
+        return True
+    warnings.warn(
+        f"{dest} has SHA-1 {actual}, expected {expected}; deleting it and downloading again.",
+        stacklevel=3,
+    )
+    dest.unlink()
+    return False
 
 
 @dataclass(frozen=True)

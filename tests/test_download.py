@@ -416,6 +416,7 @@ def test_stale_temp_folder_is_not_taken_as_complete(tmp_path: Path) -> None:
 
     assert tree(root) == {name.removeprefix("hotdog/"): data for name, data in TREE.items()}
     assert not (root / "train" / "partial.png").exists()
+    assert names(dest_dir) == ["hotdog"]  # the killed run's temporary folder is gone
 
 
 def test_not_a_zip_is_corrupt(tmp_path: Path) -> None:
@@ -583,3 +584,14 @@ def test_default_wait_for_a_silent_server_is_bounded_under_a_minute() -> None:
 def test_download_rejects_bad_min_rate(tmp_path: Path, min_rate: float) -> None:
     with pytest.raises(ValueError, match="min_rate"):
         download("http://127.0.0.1:9/x", tmp_path / "x", sha1(b"x"), min_rate=min_rate)
+
+
+def test_killed_runs_part_files_are_removed(server: Server, tmp_path: Path) -> None:
+    body = b"fresh"
+    server.routes["/f"] = [Reply(body=body)]
+    killed = tmp_path / "f.bin.k1ll3d.part"
+    killed.write_bytes(b"half")
+    other = tmp_path / "g.bin.0th3r.part"  # another file's: not this lock's to remove
+    other.write_bytes(b"")
+    download(server.url("/f"), tmp_path / "f.bin", sha1(body), **FAST)
+    assert names(tmp_path) == ["f.bin", "g.bin.0th3r.part"]
