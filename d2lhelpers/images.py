@@ -7,7 +7,12 @@ Policy for bad files (documented in the README and tested):
 * grayscale, palette, RGBA/LA, CMYK, 16-bit and EXIF-rotated images are converted to upright
   RGB (transparent areas become white);
 * unreadable, truncated and zero-byte images are *skipped*: the caller collects them and
-  reports every path in one warning (see :func:`d2lhelpers.data.decode_folder`).
+  reports every path in one warning (see :func:`d2lhelpers.data.decode_folder`);
+* large photos (phones take 50-200 megapixels): a JPEG decoded for a given size is decoded at
+  reduced size (JPEG draft mode: 1/2, 1/4 or 1/8 of each side, never below the size asked),
+  which bounds its memory, so PIL's decompression-bomb guard (about 89 megapixels) does not
+  apply to it; such a JPEG is refused only above :data:`MAX_JPEG_PIXELS` (1,000 megapixels).
+  Other formats, and JPEGs decoded at full size, keep PIL's guard.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin
 
 from .fileutil import display_path
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
+MAX_JPEG_PIXELS = 1_000_000_000  # a JPEG decoded at reduced size may have this many pixels
+_JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 class BadImageError(ValueError):
@@ -80,20 +87,44 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def load_rgb(path: Path, size: int | None = None) -> Image.Image:
-    """Decode ``path`` to an upright RGB image; ``size`` lets JPEG decode at reduced scale.
+def _open(path: Path, size: int | None) -> Image.Image:
+    """Open ``path``; a JPEG opened for ``size`` is set to decode at reduced size (draft).
 
-    Raises BadImageError naming the file when it is empty, truncated or not an image.
+    Such a JPEG is opened by its plugin directly, past ``Image.open``'s decompression-bomb
+    check on the full size, and checked against :data:`MAX_JPEG_PIXELS` instead.
+    """
+    with open(path, "rb") as f:
+        is_jpeg = f.read(len(_JPEG_MAGIC)) == _JPEG_MAGIC
+    if size is None or not is_jpeg:
+        return Image.open(path)
+    img = JpegImagePlugin.JpegImageFile(path)
+    width, height = img.size
+    if width * height > MAX_JPEG_PIXELS:
+        img.close()
+        raise BadImageError(
+            f"{display_path(path)}: {width} x {height} pixels is more than MAX_JPEG_PIXELS "
+            f"({MAX_JPEG_PIXELS:,}); scale the photo down."
+        )
+    img.draft("RGB", (size, size))  # DCT scaling: never below ``size``
+    return img
+
+
+def load_rgb(path: Path, size: int | None = None) -> Image.Image:
+    """Decode ``path`` to an upright RGB image; ``size`` lets a JPEG decode at reduced scale
+    (and lets a large one past PIL's decompression-bomb guard, see the module docstring).
+
+    Raises BadImageError naming the file when it is empty, truncated, not an image, or larger
+    than the bounds.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if size is not None and img.format == "JPEG":
-                    img.draft("RGB", (size, size))  # DCT scaling: never below ``size``
+            with _open(path, size) as img:
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)
+    except BadImageError:
+        raise
     except (
         OSError,
         ValueError,

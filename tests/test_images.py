@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
-from d2lhelpers.images import BadImageError, is_image_file, list_class_folder, load_rgb
+from d2lhelpers.images import (
+    MAX_JPEG_PIXELS,
+    BadImageError,
+    is_image_file,
+    list_class_folder,
+    load_rgb,
+)
 
 CLASSES = ("hotdog", "not-hotdog")
 
@@ -333,3 +339,42 @@ def test_load_rgb_huge_decompression_bomb_is_bad_image(tmp_path: Path) -> None:
     path.write_bytes(_png_claiming_size(20_000, 20_000))  # over 2x MAX_IMAGE_PIXELS
     with pytest.raises(BadImageError, match=re.escape(str(path))):
         load_rgb(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Large photos: JPEGs decode at reduced size past PIL's bomb guard, up to MAX_JPEG_PIXELS
+# --------------------------------------------------------------------------------------------
+
+
+def _jpeg_claiming_size(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header (SOF0) claims ``width x height``."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def test_large_jpeg_decodes_at_reduced_size_past_the_bomb_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 160 x 120 photo against a guard lowered to 5,000 pixels stands for a 200 MP photo
+    against PIL's 89 MP: over twice the guard, which PIL refuses outright."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000)
+    path = tmp_path / "phone.jpg"
+    Image.new("RGB", (160, 120), (20, 180, 40)).save(path, quality=95)
+    with pytest.raises(BadImageError, match="DecompressionBomb"):
+        load_rgb(path)  # at full size the guard stays
+    img = load_rgb(path, size=32)
+    assert img.size == (80, 60)  # 1/2 of each side: 1/4 would bring the short side below 32
+    assert np.abs(np.asarray(img, np.int16) - (20, 180, 40)).max() < 12
+
+
+def test_jpeg_beyond_max_jpeg_pixels_is_refused_naming_the_bound(tmp_path: Path) -> None:
+    path = tmp_path / "huge.jpg"
+    path.write_bytes(_jpeg_claiming_size(40_000, 30_000))  # 1,200 MP
+    with pytest.raises(BadImageError, match="MAX_JPEG_PIXELS") as info:
+        load_rgb(path, size=64)
+    assert str(path) in str(info.value) and "40000 x 30000" in str(info.value)
+    assert f"{MAX_JPEG_PIXELS:,}" in str(info.value)
