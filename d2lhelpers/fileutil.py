@@ -139,13 +139,17 @@ def remove_leftovers(folder: Path, pattern: str) -> list[Path]:
     """Remove the files and folders in ``folder`` matching the glob ``pattern``; return them.
 
     Call it only while holding the lock that every process writing such temporaries holds.
+    What cannot be removed (a file still open on Windows) is left and not returned.
     """
     removed = []
     for path in sorted(folder.glob(pattern)):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:  # in use (Windows: an open or memory-mapped file); left for later
+            continue
         removed.append(path)
     return removed
 
