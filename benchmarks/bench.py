@@ -238,7 +238,7 @@ def run_warmup(t: Trial) -> dict[str, Any]:
         result[f"{split}_images"] = len(images)
         result[f"{split}_stored_size"] = side
         result[f"{split}_bytes_per_image"] = 3 * side * side
-        caches = (root / ".decoded").glob(f"{split}-{side}px-*.npy")
+        caches = (root / ".decoded").glob(f"{split}-{side}px-*.u8")
         result["cache_bytes"] += sum(path.stat().st_size for path in caches)
     for path in root.glob("*/*/*.jpg"):
         path.read_bytes()

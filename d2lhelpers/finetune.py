@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .checks import non_negative_finite, positive_finite, positive_int
 from .models import param_groups
 from .plot import LivePlot
 from .train import History, default_device, fit
@@ -17,6 +18,7 @@ D2L_WEIGHT_DECAY = 1e-3  # d2l's value, for a loss summed over the batch
 
 def default_weight_decay(batch_size: int) -> float:
     """d2l's weight decay for a summed loss, as the same SGD steps on a mean loss."""
+    batch_size = positive_int("batch_size", batch_size)
     return D2L_WEIGHT_DECAY / batch_size
 
 
@@ -55,8 +57,12 @@ def fine_tune(
     ``learning_rate`` is for the mean-reduced loss; ``weight_decay`` defaults to d2l's 0.001
     divided by the batch size, which makes the steps equal to d2l's summed-loss steps.
     """
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate}.")
+    learning_rate = positive_finite("learning_rate", learning_rate)
+    head_multiplier = positive_finite("head_multiplier", head_multiplier)
+    batch_size = positive_int("batch_size", batch_size, minimum=2)
+    num_epochs = positive_int("num_epochs", num_epochs)
+    if weight_decay is not None:
+        weight_decay = non_negative_finite("weight_decay", weight_decay)
     device = device or default_device()
     weight_decay = default_weight_decay(batch_size) if weight_decay is None else weight_decay
     train_iter, test_iter = workspace.loaders(batch_size, device, seed)

@@ -8,6 +8,7 @@ and its weight decay is 128x larger in relative terms (see :func:`summed_to_mean
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checks import positive_int
 from .precision import Precision, choose_precision
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -34,6 +36,7 @@ def default_device() -> torch.device:
 
 def summed_to_mean(learning_rate: float, weight_decay: float, batch_size: int):
     """Convert d2l's settings for a batch-summed loss to the same SGD steps on a mean loss."""
+    batch_size = positive_int("batch_size", batch_size)
     return learning_rate * batch_size, weight_decay / batch_size
 
 
@@ -60,6 +63,7 @@ class History:
     epochs: list[EpochStats] = field(default_factory=list)
     status: str = "ok"  # "ok", "diverged" or "interrupted"
     diverged_at: tuple[int, int] | None = None  # (epoch, batch), both counted from 1
+    diverged_loss: float | None = None  # the batch loss that stopped it (inf, nan or exploded)
 
     @property
     def final(self) -> EpochStats | None:
@@ -68,7 +72,8 @@ class History:
     def status_text(self) -> str:
         if self.status == "diverged":
             epoch, batch = self.diverged_at
-            return f"diverged at epoch {epoch}, batch {batch}"
+            loss = "" if self.diverged_loss is None else f" (loss {self.diverged_loss:.3g})"
+            return f"diverged at epoch {epoch}, batch {batch}{loss}"
         return self.status
 
     def summary(self) -> str:
@@ -95,12 +100,24 @@ class History:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
 
+# A batch whose mean loss exceeds this many times the loss of guessing (ln of the number of
+# classes) has exploded: its logits are hundreds of units apart. Such a run is stopped and
+# marked diverged, as a non-finite loss is, instead of training on at chance accuracy.
+EXPLODED_LOSS_FACTOR = 100.0
+
+
 class Diverged(Exception):
-    """Raised inside the loop when the loss stops being finite."""
+    """Raised inside the loop when a batch's loss is not finite or has exploded."""
 
     def __init__(self, batch: int, loss: float) -> None:
-        super().__init__(f"non-finite loss {loss} at batch {batch}")
-        self.batch = batch
+        kind = "non-finite" if not math.isfinite(loss) else "exploded"
+        super().__init__(f"{kind} loss {loss:.3g} at batch {batch}")
+        self.batch, self.loss = batch, loss
+
+
+def exploded_loss(num_classes: int) -> float:
+    """The mean batch loss above which a run counts as diverged (see EXPLODED_LOSS_FACTOR)."""
+    return EXPLODED_LOSS_FACTOR * math.log(max(num_classes, 2))
 
 
 def train_one_epoch(
@@ -117,8 +134,8 @@ def train_one_epoch(
     proportional to its size, as d2l's summed loss takes it (the mean would give those few
     examples the weight of a full batch, just before the epoch's evaluation).
 
-    Raises :class:`Diverged` as soon as a batch's loss is not finite, before that batch updates
-    the weights.
+    Raises :class:`Diverged` as soon as a batch's loss is not finite or above
+    :func:`exploded_loss`, before that batch updates the weights.
     """
     net.train()
     full = 0
@@ -131,7 +148,7 @@ def train_one_epoch(
         full = max(full, len(y))
         loss = summed / full
         value = summed.item() / len(y)
-        if not torch.isfinite(loss):
+        if not math.isfinite(value) or value > exploded_loss(logits.shape[1]):
             raise Diverged(batch, value)
         optimizer.zero_grad(set_to_none=True)
         precision.backward_and_step(loss, optimizer)
@@ -176,10 +193,11 @@ def fit(
 ) -> History:
     """Train for ``num_epochs`` and evaluate after each epoch.
 
-    ``net`` and the batches must already be on ``device``. A non-finite loss stops training
-    and marks the History "diverged"; Ctrl-C stops it and marks it "interrupted". Either way
-    the epochs completed so far are returned, never a NaN.
+    ``net`` and the batches must already be on ``device``. A non-finite or exploded loss (see
+    :func:`train_one_epoch`) stops training and marks the History "diverged"; Ctrl-C stops it
+    and marks it "interrupted". Either way the epochs completed so far are returned, never a NaN.
     """
+    num_epochs = positive_int("num_epochs", num_epochs)
     precision = precision or choose_precision(device)
     history = History(label, str(device), precision.name, dict(hparams or {}))
     steps = num_epochs * len(train_iter) if hasattr(train_iter, "__len__") else None
@@ -191,6 +209,7 @@ def fit(
                 loss, train_acc, count = train_one_epoch(net, train_iter, optimizer, precision, bar)
             except Diverged as err:
                 history.status, history.diverged_at = "diverged", (epoch, err.batch)
+                history.diverged_loss = err.loss
                 break
             seconds = time.perf_counter() - start
             if not _weights_finite(net):  # the last update blew the weights up

@@ -15,7 +15,15 @@ from torch import nn
 
 from d2lhelpers.data import BatchLoader, DecodedImages, Recipe
 from d2lhelpers.precision import PRECISION_ENV, choose_precision
-from d2lhelpers.train import EpochStats, History, evaluate, fit, summed_to_mean, train_one_epoch
+from d2lhelpers.train import (
+    EpochStats,
+    History,
+    evaluate,
+    exploded_loss,
+    fit,
+    summed_to_mean,
+    train_one_epoch,
+)
 
 CPU = torch.device("cpu")
 FP32 = choose_precision(CPU, "fp32")
@@ -205,6 +213,17 @@ def _check_diverged(history: History) -> None:
     assert history.summary().startswith("training diverged at epoch")
 
 
+@pytest.mark.parametrize("num_epochs", [0, -1, 2.5, True])
+def test_fit_refuses_a_number_of_epochs_that_is_not_positive(num_epochs) -> None:
+    with pytest.raises(ValueError, match="num_epochs"):
+        run(num_epochs=num_epochs)
+
+
+def test_summed_to_mean_refuses_a_batch_of_zero() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        summed_to_mean(5e-5, 1e-3, 0)
+
+
 def test_huge_learning_rate_diverges() -> None:
     history = run(num_epochs=3, lr=1e6)
     _check_diverged(history)
@@ -230,6 +249,37 @@ def test_weights_blown_up_by_the_last_update_count_as_diverged() -> None:
     history = run(num_epochs=2, lr=math.inf, train=batches(8, batch=8))  # one batch per epoch
     _check_diverged(history)
     assert history.diverged_at == (1, 1)
+
+
+def test_an_exploded_but_finite_loss_counts_as_diverged_before_its_update() -> None:
+    torch.manual_seed(0)
+    net = TinyNet()
+    with torch.no_grad():
+        net.fc.weight.mul_(1e4)  # finite logits thousands apart: a loss far above ln 2
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    history = run(net=net)
+    _check_diverged(history)
+    assert history.diverged_at == (1, 1)
+    assert math.isfinite(history.diverged_loss) and history.diverged_loss > exploded_loss(2)
+    assert f"(loss {history.diverged_loss:.3g})" in history.status_text()
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_a_high_but_sane_loss_trains_on() -> None:
+    torch.manual_seed(0)
+    net = TinyNet()
+    with torch.no_grad():
+        net.fc.weight.mul_(20)  # confidently wrong at first: a loss of a few units, not 69
+    history = run(net=net, lr=0.01)
+    assert history.status == "ok"
+    assert len(history.epochs) == 3
+
+
+def test_the_explosion_threshold_scales_with_the_loss_of_guessing() -> None:
+    assert exploded_loss(2) == pytest.approx(100 * math.log(2))
+    assert exploded_loss(1000) == pytest.approx(100 * math.log(1000))
+    assert exploded_loss(1) == exploded_loss(2)  # one class: no loss of guessing to scale
 
 
 def test_divergence_in_a_later_epoch_keeps_earlier_epochs() -> None:
