@@ -1,5 +1,7 @@
 # Two commands for a fresh machine with Python 3.11+:  make book   and   make test
 PYTHON ?= python3
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -36,8 +38,10 @@ assets: $(ASSETS)
 
 # Notebooks are executed through the execution cache (_build/.jupyter_cache): a rebuild
 # re-runs only notebooks whose code changed.
+# Its log (_build/book.log) names each notebook it executed, for `make test`'s count of runs.
 book: $(STAMP) $(ASSETS)
-	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+	@mkdir -p _build
+	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going 2>&1 | tee _build/book.log
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -71,7 +75,8 @@ bench: $(BENCH_STAMP)
 integration: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
-# Every notebook in chapters/ executed by nbval; checked cells compare their stored outputs.
+# Every notebook in chapters/ executed by nbval in the main environment; checked cells compare
+# their stored outputs. For maintainers: `make test` runs nbval inside `make colab-check` instead.
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:randomly -q chapters
 
@@ -87,8 +92,9 @@ browser-deps:
 browser: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -m book -q -p no:randomly tests/test_book_offline.py tests/test_book_browser.py
 
-# Every notebook executed in a Colab-shaped environment (Python 3.12, IPython 7.34,
+# Every notebook executed once by nbval in a Colab-shaped environment (Python 3.12, IPython 7.34,
 # ipywidgets 7.7.1, ...), after installing d2lhelpers the way the notebooks' Colab cell does.
+# Each notebook it runs is logged to $(RUNS_LOG).
 PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12 \
 	/root/.pyenv/versions/3.12*/bin/python3.12) \
 	$(shell command -v python3.12 2>/dev/null))
@@ -101,10 +107,17 @@ $(COLAB_STAMP): scripts/colab_requirements.txt
 	$(COLAB_VENV)/bin/python -m pip install --quiet -r scripts/colab_requirements.txt
 	touch $@
 
+RUNS_LOG := _build/notebook-runs.log
 colab-check: $(COLAB_STAMP)
-	$(COLAB_VENV)/bin/python scripts/colab_check.py
+	@mkdir -p _build
+	NOTEBOOK_RUNS_LOG=$(CURDIR)/$(RUNS_LOG) $(COLAB_VENV)/bin/python scripts/colab_check.py
 
-test: lint unit widgets7 integration notebooks book browser colab-check
+# Each notebook is executed twice: by nbval in the Colab-like environment and by the book build
+# (which the browser test then reads). The last step prints how often each one ran.
+test:
+	@mkdir -p _build && rm -f $(RUNS_LOG) _build/book.log
+	$(MAKE) lint unit widgets7 integration colab-check book browser
+	$(BIN)/python scripts/notebook_runs.py $(RUNS_LOG) _build/book.log
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache _vendor

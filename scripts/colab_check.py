@@ -8,10 +8,11 @@ scripts/colab_requirements.txt).  Steps:
 2. Read the install command from the notebooks' first cell, point its ``REPO_URL`` at this
    checkout (``git+file://…``, same ref) and run it as ``%pip`` would (``python -m pip``).
 3. Fail if that install changed the version of any package the environment already had.
-4. Execute each notebook with nbclient on the stand-in; fail on any error output, a stderr
-   output that carries a warning or an error, or a ``# NBVAL_CHECK_OUTPUT`` cell whose text
-   differs from the output stored in the notebook (what nbval checks in the main environment).
-   Executed copies go to _build/colab-check.
+4. Execute each notebook once under nbval (``pytest --nbval-lax``) on the stand-in, with this
+   environment's kernel: a cell that raises, a ``# NBVAL_CHECK_OUTPUT`` cell whose output
+   differs from the stored one, or (plugin ``scripts/nbval_stderr.py``) a cell whose stderr
+   carries a warning or an error fails the check. This one execution is both the nbval check
+   and the Colab check of ``make test``.
 """
 
 from __future__ import annotations
@@ -30,11 +31,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
-OUT = ROOT / "_build" / "colab-check"
 REPO_URL_LINE = re.compile(r'^REPO_URL = "([^"]+)"$', re.MULTILINE)
 PIP_LINE = re.compile(r"^\s*%pip (install .+)$", re.MULTILINE)
-STDERR_PROBLEM = re.compile(r"Warning|Error|Traceback")
-CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 PROBE = """\
 import sys, IPython, ipywidgets, matplotlib
 print(sys.executable, sys.version_info[:2], IPython.__version__, ipywidgets.__version__,
@@ -104,36 +102,6 @@ def install_like_colab(notebooks: list[Path]) -> None:
     print(f"colab-check: the install added {added} and changed nothing else", file=sys.stderr)
 
 
-def texts(cell: nbformat.NotebookNode) -> list[str]:
-    """A cell's outputs as text: streams and the plain-text form of results."""
-    return [o.get("text") or o.get("data", {}).get("text/plain", "") for o in cell.outputs]
-
-
-def problems(nb: nbformat.NotebookNode, stored: nbformat.NotebookNode) -> list[str]:
-    """Error outputs, stderr outputs with a warning, an error or a traceback, and checked cells
-    whose text differs from ``stored`` (the committed notebook)."""
-    found = []
-    for index, (cell, committed) in enumerate(zip(nb.cells, stored.cells, strict=True)):
-        for out in cell.get("outputs", []):
-            if out.output_type == "error":
-                found.append(f"cell {index}: {out.ename}: {out.evalue}")
-            elif out.get("name") == "stderr" and STDERR_PROBLEM.search(out.text):
-                found.append(f"cell {index} stderr: {out.text.strip()[:500]}")
-        checked = cell.cell_type == "code" and CHECK_MARK in cell.source
-        if checked and texts(cell) != texts(committed):
-            found.append(f"cell {index}: {texts(cell)} differs from stored {texts(committed)}")
-    return found
-
-
-def execute(notebook: Path) -> nbformat.NotebookNode:
-    nb = nbformat.read(notebook, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(CHAPTERS)}}
-    )
-    client.execute()
-    return nb
-
-
 def probe_kernel() -> None:
     """The kernel nbclient starts must be this environment's, with Colab's versions."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PROBE)])
@@ -142,6 +110,18 @@ def probe_kernel() -> None:
     print("colab-check: kernel:", text.strip(), file=sys.stderr)
     if not text.startswith(sys.executable) or "(3, 12)" not in text or " 7." not in text:
         fail(f"the kernel is not the Colab-like one (Python 3.12, IPython 7, ipywidgets 7): {text}")
+
+
+def run_nbval(notebooks: list[Path]) -> int:
+    """Execute the notebooks under nbval in this environment, failing on stderr warnings too."""
+    command = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env"]
+    command += ["--nbval-cell-timeout", "900", "-p", "no:randomly", "-p", "nbval_stderr", "-q"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"))
+    print("colab-check: $", shlex.join(command[1:]), file=sys.stderr)
+    start = time.perf_counter()
+    code = subprocess.run([*command, *map(str, notebooks)], cwd=ROOT, env=env).returncode
+    print(f"colab-check: nbval took {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return code
 
 
 def main() -> None:
@@ -153,25 +133,9 @@ def main() -> None:
         fail(f"no notebook in {CHAPTERS}")
     install_like_colab(notebooks)
     probe_kernel()
-    OUT.mkdir(parents=True, exist_ok=True)
-    failures = {}
-    for notebook in notebooks:
-        start = time.perf_counter()
-        try:
-            nb = execute(notebook)
-        except nbclient.exceptions.CellExecutionError as error:
-            failures[notebook.name] = [str(error)[-2000:]]
-            continue
-        nbformat.write(nb, OUT / notebook.name)
-        seconds = time.perf_counter() - start
-        print(f"colab-check: {notebook.name} ran in {seconds:.0f} s", file=sys.stderr)
-        if found := problems(nb, nbformat.read(notebook, as_version=4)):
-            failures[notebook.name] = found
-    for name, found in failures.items():
-        print(f"colab-check: {name}:\n  " + "\n  ".join(found), file=sys.stderr)
-    if failures:
-        fail(f"{len(failures)} of {len(notebooks)} notebooks failed in the Colab-like environment")
-    print(f"colab-check: {len(notebooks)} notebooks ran clean; executed copies in {OUT}")
+    if run_nbval(notebooks) != 0:
+        fail(f"nbval failed in the Colab-like environment (notebooks: {len(notebooks)})")
+    print(f"colab-check: {len(notebooks)} notebooks ran clean under nbval")
 
 
 if __name__ == "__main__":

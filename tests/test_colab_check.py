@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 
 import nbformat
@@ -40,27 +42,56 @@ def test_a_notebook_without_the_install_cell_is_refused(colab_check, tmp_path) -
         colab_check.colab_install_command(path)
 
 
-def test_errors_warnings_and_changed_checked_outputs_are_problems(colab_check) -> None:
+@pytest.fixture(scope="module")
+def nbval_stderr():
+    spec = importlib.util.spec_from_file_location("nbval_stderr", ROOT / "scripts/nbval_stderr.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stderr_with_a_warning_or_an_error_is_a_problem(nbval_stderr) -> None:
+    new = nbformat.v4.new_output
+    outputs = [
+        new("stream", name="stderr", text="UserWarning: x\n"),
+        new("stream", name="stderr", text="epoch 1/5"),
+        new("stream", name="stdout", text="Error rate"),
+        new("stream", name="stderr", text="Traceback (most recent call last)"),
+        new("display_data", data={"text/plain": "Warning"}),
+    ]
+    assert nbval_stderr.stderr_problems(outputs) == [
+        "UserWarning: x",
+        "Traceback (most recent call last)",
+    ]
+
+
+def test_runs_are_logged_one_line_per_notebook(nbval_stderr, tmp_path) -> None:
+    log = tmp_path / "runs.log"
+    nbval_stderr.record_run(str(log), ROOT / "chapters" / "a.ipynb", "nbval")
+    nbval_stderr.record_run(str(log), ROOT / "chapters" / "b.ipynb", "book")
+    nbval_stderr.record_run("", ROOT / "chapters" / "c.ipynb", "nowhere")
+    assert log.read_text() == "a.ipynb\tnbval\nb.ipynb\tbook\n"
+
+
+_FAILING_NOTEBOOK = """\
+import warnings
+warnings.warn("old API")
+"""
+
+
+def test_the_plugin_fails_a_notebook_cell_that_warns(nbval_stderr, tmp_path) -> None:
     v4 = nbformat.v4
-    stream = v4.new_output
-
-    def notebook(checked_text: str) -> nbformat.NotebookNode:
-        return v4.new_notebook(
-            cells=[
-                v4.new_code_cell(outputs=[stream("error", ename="ValueError", evalue="bad")]),
-                v4.new_code_cell(outputs=[stream("stream", name="stderr", text="UserWarning: x")]),
-                v4.new_code_cell(outputs=[stream("stream", name="stderr", text="epoch 1/5")]),
-                v4.new_code_cell(outputs=[stream("stream", name="stdout", text="Error rate")]),
-                v4.new_code_cell(
-                    "# NBVAL_CHECK_OUTPUT\nprint(n)",
-                    outputs=[stream("stream", name="stdout", text=checked_text)],
-                ),
-            ]
-        )
-
-    stored = notebook("n = 1\n")
-    expected = ["cell 0: ValueError: bad", "cell 1 stderr: UserWarning: x"]
-    assert colab_check.problems(notebook("n = 1\n"), stored) == expected
-    changed = colab_check.problems(notebook("n = 2\n"), stored)
-    assert changed[:2] == expected
-    assert changed[2].startswith("cell 4: ['n = 2\\n'] differs from stored ['n = 1\\n']")
+    path = tmp_path / "warns.ipynb"
+    cells = [v4.new_code_cell("print('fine')"), v4.new_code_cell(_FAILING_NOTEBOOK)]
+    nbformat.write(v4.new_notebook(cells=cells), path)
+    log = tmp_path / "runs.log"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"), NOTEBOOK_RUNS_LOG=str(log))
+    command = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env"]
+    command += ["-p", "nbval_stderr", "-p", "no:randomly", "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(
+        [*command, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stdout
+    assert "1 failed, 1 passed" in done.stdout
+    assert "UserWarning: old API" in done.stdout
+    assert log.read_text() == "warns.ipynb\tnbval, Colab-like env\n"
