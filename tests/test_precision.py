@@ -11,6 +11,41 @@ from d2lhelpers import precision
 from d2lhelpers.precision import PRECISION_ENV, choose_precision, cpu_has_native_bf16
 
 CPU = torch.device("cpu")
+CUDA = torch.device("cuda")
+
+
+class FakeScaler:
+    """Stands in for a GradScaler, which needs a real GPU."""
+
+    def __init__(self, *args: object) -> None:
+        self.args = args
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """``fake_gpu((7, 5))`` makes torch report one CUDA GPU of that compute capability.
+
+    Its ``is_bf16_supported`` is that of torch before 2.3 (no ``including_emulation``
+    argument) and answers True, as emulation makes it answer on a T4. ``calls`` records the
+    devices asked about.
+    """
+    calls: list[torch.device] = []
+
+    def use(capability: tuple[int, int]) -> list[torch.device]:
+        def get_device_capability(device=None) -> tuple[int, int]:
+            calls.append(device)
+            return capability
+
+        def is_bf16_supported() -> bool:
+            return True
+
+        monkeypatch.setattr(torch.cuda, "get_device_capability", get_device_capability)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+        monkeypatch.setattr(torch.amp, "GradScaler", FakeScaler)
+        return calls
+
+    return use
 
 
 @pytest.fixture(autouse=True)
@@ -140,3 +175,81 @@ def test_backward_and_step_updates_weights(request_: str) -> None:
     p.backward_and_step(loss, optimizer)
     assert layer.weight.grad is not None
     assert not torch.equal(layer.weight.detach(), before)
+
+
+# --------------------------------------------------------------------------------------------
+# CUDA, with a mocked compute capability
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("capability", "dtype"),
+    [
+        ((6, 1), None),  # GTX 10xx, P4: no tensor cores
+        ((7, 0), torch.float16),  # V100
+        ((7, 5), torch.float16),  # T4, Colab's free GPU: bf16 only emulated
+        ((8, 0), torch.bfloat16),  # A100
+        ((8, 9), torch.bfloat16),  # L4, RTX 40xx
+        ((9, 0), torch.bfloat16),  # H100, H200
+    ],
+)
+def test_auto_on_cuda_follows_the_compute_capability(fake_gpu, capability, dtype) -> None:
+    fake_gpu(capability)
+    p = choose_precision(CUDA)
+    assert (p.device_type, p.dtype) == ("cuda", dtype)
+    assert isinstance(p.scaler, FakeScaler) is (dtype is torch.float16)
+
+
+def test_fp16_gets_a_cuda_grad_scaler(fake_gpu) -> None:
+    fake_gpu((7, 5))
+    assert choose_precision(CUDA).scaler.args == ("cuda",)
+
+
+def test_grad_scaler_of_torch_before_2_3(fake_gpu, monkeypatch) -> None:
+    fake_gpu((7, 5))
+    monkeypatch.delattr(torch.amp, "GradScaler")
+    monkeypatch.setattr(torch.cuda.amp, "GradScaler", FakeScaler)
+    assert isinstance(choose_precision(CUDA, "fp16").scaler, FakeScaler)
+
+
+def test_capability_is_asked_of_the_given_gpu(fake_gpu) -> None:
+    calls = fake_gpu((8, 9))
+    second = torch.device("cuda", 1)
+    assert choose_precision(second).dtype is torch.bfloat16
+    assert calls and all(device == second for device in calls)
+
+
+@pytest.mark.parametrize(
+    ("capability", "request_", "dtype"),
+    [
+        ((7, 5), "fp16", torch.float16),
+        ((7, 5), "fp32", None),
+        ((6, 1), "fp16", torch.float16),
+        ((8, 0), "bf16", torch.bfloat16),
+        ((8, 9), "fp16", torch.float16),
+        ((8, 9), "fp32", None),
+    ],
+)
+def test_forced_precision_on_cuda(fake_gpu, capability, request_: str, dtype) -> None:
+    fake_gpu(capability)
+    assert choose_precision(CUDA, request_).dtype is dtype
+
+
+@pytest.mark.parametrize("capability", [(7, 5), (7, 0), (6, 1)])
+def test_forced_bf16_below_8_0_is_an_error_saying_what_to_use(fake_gpu, capability) -> None:
+    fake_gpu(capability)
+    with pytest.raises(ValueError) as info:
+        choose_precision(CUDA, "bf16")
+    message = str(info.value)
+    parts = ("8.0 or later", f"is {capability[0]}.{capability[1]}", "Fake GPU", "fp16", "argument")
+    for part in parts:
+        assert part in message
+
+
+def test_bf16_from_the_environment_on_a_t4_names_the_variable(fake_gpu, monkeypatch) -> None:
+    fake_gpu((7, 5))
+    monkeypatch.setenv(PRECISION_ENV, "bf16")
+    with pytest.raises(ValueError, match=rf"from \${PRECISION_ENV}"):
+        choose_precision(CUDA)
+    monkeypatch.setenv(PRECISION_ENV, "auto")
+    assert choose_precision(CUDA).dtype is torch.float16
