@@ -88,6 +88,7 @@ from torchvision.models import resnet18
 
 from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, Recipe, decode_folder
 from d2lhelpers.finetune import default_weight_decay, fine_tune
+from d2lhelpers.machine import cpu_name
 from d2lhelpers.models import find_head, freeze_body, make_target_model
 from d2lhelpers.precision import choose_precision, cpu_has_native_bf16
 from d2lhelpers.standin import ImageSetSpec, source_checkpoint, write_image_set
@@ -774,15 +775,6 @@ def cache_summary(warmup: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {"python": platform.python_version()}
     for name in VERSIONED:
@@ -796,7 +788,7 @@ def versions() -> dict[str, str | None]:
 def machine(env_info: dict[str, Any], device: str) -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "cpu_cores_usable": cores,
         "platform": platform.platform(),
         "device": device,
