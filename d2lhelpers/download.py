@@ -1,7 +1,8 @@
 """Verified downloads and safe zip extraction.
 
-``download`` fetches a file over HTTP(S) with retries, checks its SHA-1 while streaming and only
-ever puts a verified file at its destination. ``extract_zip`` unpacks an archive whose members
+``download`` fetches a file over HTTP(S) from the first of its URLs (mirrors first, say) that
+serves it, with retries, checks its SHA-1 while streaming and only ever puts a verified file at
+its destination. ``extract_zip`` unpacks an archive whose members
 live under one top folder, refusing unsafe members, so that the top folder appears complete or
 not at all; the last file it writes there is a manifest of every member's name and size
 (:data:`MANIFEST_NAME`), by which :func:`extraction_problem` later verifies the folder without
@@ -10,6 +11,7 @@ the archive (which may have been deleted, or never copied to a read-only mount).
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import http.client
@@ -25,6 +27,7 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -113,7 +116,7 @@ def _normalise_sha1(sha1: str) -> str:
 
 
 def download(
-    url: str,
+    urls: str | Sequence[str],
     dest: Path,
     sha1: str,
     *,
@@ -122,8 +125,10 @@ def download(
     timeout: float = 10.0,
     min_rate: float = 1024.0,
     progress: bool = True,
+    remedies: Sequence[str] = (),
 ) -> Path:
-    """Download ``url`` to ``dest`` and verify its SHA-1; return ``dest``.
+    """Download the file from the first of ``urls`` that serves it to ``dest``, verify its
+    SHA-1 and return ``dest``.
 
     A file already at ``dest`` with the right SHA-1 is returned without network access; one with
     a wrong SHA-1 is deleted (with a warning) and downloaded again. The body is streamed into a
@@ -131,18 +136,26 @@ def download(
     ``dest`` never holds an unverified file. The download holds a lock (``<dest>.lock``), so two
     processes do not fetch the same file at once, and removes the ``.part`` files of killed runs.
     Connection errors, truncated bodies, HTTP 5xx and 429 are retried ``retries`` more times,
-    waiting ``backoff * 2**attempt`` seconds.
+    waiting ``backoff * 2**attempt`` seconds. A URL that still fails, or serves a file with
+    another SHA-1, is reported in a warning and the next URL is tried.
 
     ``timeout`` bounds connecting and each wait for data, and the body must arrive at
     ``min_rate`` bytes per second or faster over every ``timeout`` seconds (0 disables that
     check), so a server that trickles fails too. With the defaults a server that accepts the
     connection and never answers fails after 4 x 10 s + 7 s of back-off.
 
+    ``remedies``: more ways to get the file (say, a setting for a mirror), each one line of the
+    error's list of what to do, before putting the file in place by hand and the stand-in.
+
     Raises:
-        ValueError: ``sha1`` is not 40 hex characters, or an option is out of range.
-        ChecksumError: the downloaded file has a different SHA-1.
-        DownloadError: the file could not be fetched.
+        ValueError: ``sha1`` is not 40 hex characters, ``urls`` is empty, or an option is out
+            of range.
+        ChecksumError: every URL failed, and one served a file with a different SHA-1.
+        DownloadError: every URL failed to serve a file.
     """
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    if not urls:
+        raise ValueError(f"Expected at least one URL to download {Path(dest).name} from.")
     expected = _normalise_sha1(sha1)
     retries = non_negative_int("retries", retries)
     backoff = non_negative_finite("backoff", backoff)
@@ -156,7 +169,53 @@ def download(
         if _verified(dest, expected):  # another process downloaded it meanwhile
             return dest
         remove_leftovers(dest.parent, f"{glob.escape(dest.name)}.*.part")  # of killed runs
-        return _download_with_retries(url, dest, expected, retries, backoff, rate, progress)
+        fetch = functools.partial(
+            _download_with_retries,
+            dest=dest, expected=expected, retries=retries, backoff=backoff, rate=rate,
+            progress=progress,
+        )  # fmt: skip
+        try:
+            return _first_that_serves(urls, fetch)
+        except (DownloadError, ChecksumError) as err:
+            raise _what_to_do(err, dest, expected, remedies) from err.__cause__
+
+
+def _first_that_serves(urls: list[str], fetch: Callable[[str], Path]) -> Path:
+    """``fetch(url)`` for each URL in turn until one succeeds; warn of each failure before the
+    next URL. When all fail, raise the last failure, or a ChecksumError if there was one,
+    listing every URL's failure."""
+    failures: list[DownloadError | ChecksumError] = []
+    for i, url in enumerate(urls):
+        try:
+            return fetch(url)
+        except (DownloadError, ChecksumError) as err:
+            failures.append(err)
+            if i + 1 < len(urls):
+                warnings.warn(f"{err} Trying the next URL.", stacklevel=3)
+    if len(failures) == 1:
+        raise failures[0]
+    kind = ChecksumError if any(isinstance(f, ChecksumError) for f in failures) else DownloadError
+    listed = "\n".join(f"  - {failure}" for failure in failures)
+    raise kind(f"None of the {len(urls)} URLs served the file:\n{listed}") from failures[-1]
+
+
+def _what_to_do(
+    err: DownloadError | ChecksumError, dest: Path, expected: str, remedies: Sequence[str]
+) -> DownloadError | ChecksumError:
+    """``err`` (of the same class), followed by the ways to get the file without the network."""
+    ways = [
+        *remedies,
+        f"put the file at {dest} by hand (its SHA-1 must be {expected}), or",
+        f"use the offline stand-in data: set the environment variable {STANDIN_ENV_VAR}=standin.",
+    ]
+    why = (
+        "A file with another SHA-1 is not the expected one (or was damaged on the way): "
+        "try again later."
+        if isinstance(err, ChecksumError)
+        else "You may be offline or behind a firewall, or the URL may have changed."
+    )
+    listed = "\n".join(f"  - {way}" for way in ways)
+    return type(err)(f"{err}\n{why} Otherwise you can\n{listed}")
 
 
 def _verified(dest: Path, expected: str) -> bool:
@@ -185,6 +244,7 @@ class _Rate:
 
 def _download_with_retries(
     url: str,
+    *,
     dest: Path,
     expected: str,
     retries: int,
@@ -200,8 +260,10 @@ def _download_with_retries(
             if isinstance(err, urllib.error.HTTPError):
                 err.close()
             if not _is_transient(err) or attempt == retries:
-                message = _failure_message(url, dest, expected, err, attempt + 1)
-                raise DownloadError(message) from err
+                tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+                raise DownloadError(
+                    f"Could not download {url} ({tries}); last error: {err!r}."
+                ) from err
         time.sleep(backoff * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -216,18 +278,6 @@ def _is_transient(err: BaseException) -> bool:
     if isinstance(err, urllib.error.URLError):
         return isinstance(err.reason, OSError)
     return isinstance(err, (ConnectionError, TimeoutError, http.client.IncompleteRead))
-
-
-def _failure_message(url: str, dest: Path, expected: str, err: BaseException, tries: int) -> str:
-    """Explain a failed download and how to proceed without the network."""
-    return (
-        f"Could not download {url} ({tries} attempt{'s' if tries != 1 else ''}); "
-        f"last error: {err!r}.\n"
-        "You may be offline, or the URL may have changed. You can either\n"
-        f"  - put the file at {dest} by hand (its SHA-1 must be {expected}), or\n"
-        f"  - use the offline stand-in data: set the environment variable "
-        f"{STANDIN_ENV_VAR}=standin."
-    )
 
 
 def _fetch_once(url: str, dest: Path, expected: str, rate: _Rate, progress: bool) -> Path:
@@ -249,10 +299,7 @@ def _fetch_once(url: str, dest: Path, expected: str, rate: _Rate, progress: bool
         if actual != expected:
             raise ChecksumError(
                 f"SHA-1 mismatch for {dest.name} downloaded from {url}: expected {expected}, "
-                f"got {actual}. The file was discarded and {dest} was not written. Try again; "
-                "if it keeps failing, the URL serves a different file: put the right file at "
-                f"{dest} by hand, or set the environment variable {STANDIN_ENV_VAR}=standin "
-                "to use the offline stand-in data."
+                f"got {actual}; the file was discarded and {dest} was not written."
             )
         os.replace(part, dest)
         part = None

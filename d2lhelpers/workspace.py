@@ -8,8 +8,14 @@
   used as it is, without the zip.
 * ``D2LHELPERS_DATA_SOURCE=standin``: the synthetic stand-in, offline.
 * ``auto`` (default): real when both downloads are already cached or their servers answer,
-  else the stand-in. Once "real" is chosen, a checksum mismatch or a corrupt archive is an
-  error, never a silent fall-back.
+  or when a ``hotdog.zip`` was put in the data folder by hand; else the stand-in. Once "real"
+  is chosen, a checksum mismatch or a corrupt archive is an error, never a silent fall-back.
+
+Where the official URL cannot be reached (behind a firewall), ``$D2LHELPERS_HOTDOG_URL`` names
+mirrors of the zip (one URL, or several separated by spaces), tried in order before it; or the
+zip, downloaded by hand, is put in the data folder as ``hotdog.zip``. Either way its SHA-1 must
+be :data:`HOTDOG_SHA1`: a zip placed by hand that fails it is an error naming the file, and is
+never deleted or replaced.
 
 The data folder is ``data_dir`` if given, else ``$D2LHELPERS_DATA``, else
 ``~/.cache/d2lhelpers``.
@@ -26,7 +32,14 @@ import torch
 from torch import nn
 
 from .data import BatchLoader, Recipe, hotdog_loaders
-from .download import STANDIN_ENV_VAR, download, extract_zip, extraction_problem, sha1_of
+from .download import (
+    STANDIN_ENV_VAR,
+    ChecksumError,
+    download,
+    extract_zip,
+    extraction_problem,
+    sha1_of,
+)
 from .fileutil import DATA_DIR_ENV, data_dir
 from .models import (
     IMAGENET_HOTDOG_CLASS,
@@ -38,9 +51,21 @@ from .standin import SOURCE_HOTDOG_CLASS, source_checkpoint, standin_resnet18, t
 
 HOTDOG_URL = "http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip"
 HOTDOG_SHA1 = "fba480ffa8aa7e0febbb511d181409f899b9baa5"
+HOTDOG_ZIP = "hotdog.zip"
+HOTDOG_URL_ENV = "D2LHELPERS_HOTDOG_URL"
+"""Mirrors of the hot dog zip: one URL, or several separated by spaces, tried before HOTDOG_URL."""
 DATA_SOURCE_ENV = STANDIN_ENV_VAR
 KINDS = ("auto", "real", "standin")
-__all__ = ["DATA_DIR_ENV", "DATA_SOURCE_ENV", "Workspace", "data_dir", "prepare", "real_available"]
+__all__ = [
+    "DATA_DIR_ENV",
+    "DATA_SOURCE_ENV",
+    "HOTDOG_URL_ENV",
+    "Workspace",
+    "data_dir",
+    "hotdog_urls",
+    "prepare",
+    "real_available",
+]
 
 
 @dataclass
@@ -94,13 +119,26 @@ def _weights_cached() -> bool:
     return imagenet_weights_path().exists()
 
 
+def hotdog_urls() -> list[str]:
+    """Where the hot dog zip is downloaded from: the mirrors in ``$D2LHELPERS_HOTDOG_URL`` in
+    their order, then :data:`HOTDOG_URL`."""
+    mirrors = os.environ.get(HOTDOG_URL_ENV, "").split()
+    for url in mirrors:
+        if not url.lower().startswith(("http://", "https://")):
+            raise ValueError(
+                f"${HOTDOG_URL_ENV} holds {url!r}, which is not an http:// or https:// URL; "
+                "set it to the URLs of mirrors of hotdog.zip, separated by spaces, or unset it."
+            )
+    return list(dict.fromkeys([*mirrors, HOTDOG_URL]))
+
+
 def real_available(folder: Path) -> bool:
     """True when the real data and weights are cached here or their servers answer."""
-    zip_path = folder / "hotdog.zip"
+    zip_path = folder / HOTDOG_ZIP
     data_ok = (
         extraction_problem(folder / "hotdog") is None
         or (zip_path.exists() and sha1_of(zip_path) == HOTDOG_SHA1)
-        or _reachable(HOTDOG_URL)
+        or any(_reachable(url) for url in hotdog_urls())
     )
     return data_ok and (_weights_cached() or _reachable(IMAGENET_WEIGHTS.url))
 
@@ -117,19 +155,44 @@ def prepare(
         )
     folder = data_dir(data_dir_path)
     if kind == "auto":
-        kind = "real" if real_available(folder) else "standin"
+        placed = (folder / HOTDOG_ZIP).exists()  # by hand: the real data is chosen
+        kind = "real" if placed or real_available(folder) else "standin"
     return _prepare_real(folder, progress) if kind == "real" else _prepare_standin(folder, progress)
 
 
 def _prepare_real(folder: Path, progress: bool) -> Workspace:
     root = folder / "hotdog"
     if extraction_problem(root) is not None:
-        archive = download(HOTDOG_URL, folder / "hotdog.zip", HOTDOG_SHA1, progress=progress)
+        archive = folder / HOTDOG_ZIP
+        if not _placed_zip_verified(archive):
+            mirror = (
+                f"set ${HOTDOG_URL_ENV} to the URL of a mirror of {HOTDOG_ZIP} (several "
+                "separated by spaces, tried in order; the SHA-1 is still checked),"
+            )
+            download(hotdog_urls(), archive, HOTDOG_SHA1, progress=progress, remedies=[mirror])
         root = extract_zip(archive, folder, "hotdog")
     imagenet_resnet18(progress=progress)  # fetch the weights now, not in the middle of a page
     return Workspace(
         "real", root, Recipe(224), "ResNet-18, ImageNet-1k (IMAGENET1K_V1)", IMAGENET_HOTDOG_CLASS
     )
+
+
+def _placed_zip_verified(archive: Path) -> bool:
+    """True when ``archive`` is the hot dog zip, False when there is no file there; a ChecksumError
+    when it is another file (put there by hand: downloads only ever put a verified file there),
+    which is left as it is."""
+    if not archive.is_file():
+        return False
+    actual = sha1_of(archive)
+    if actual != HOTDOG_SHA1:
+        raise ChecksumError(
+            f"{archive} ({archive.stat().st_size:,} bytes) has SHA-1 {actual}, but {HOTDOG_ZIP} "
+            f"has {HOTDOG_SHA1}: the file is incomplete or another one, and was left as it is. "
+            f"Delete it, or replace it with a complete copy from {' or '.join(hotdog_urls())}, "
+            f"then run again (without the file, the zip is downloaded, from ${HOTDOG_URL_ENV} "
+            f"first when set); or set {STANDIN_ENV_VAR}=standin to use the offline stand-in."
+        )
+    return True
 
 
 def _prepare_standin(folder: Path, progress: bool) -> Workspace:

@@ -595,3 +595,60 @@ def test_killed_runs_part_files_are_removed(server: Server, tmp_path: Path) -> N
     other.write_bytes(b"")
     download(server.url("/f"), tmp_path / "f.bin", sha1(body), **FAST)
     assert names(tmp_path) == ["f.bin", "g.bin.0th3r.part"]
+
+
+# --------------------------------------------------------------------------------------------
+# Several URLs (mirrors first): tried in order, each verified
+# --------------------------------------------------------------------------------------------
+
+
+def test_urls_are_tried_in_order_until_one_serves(server: Server, tmp_path: Path) -> None:
+    body = b"from the second"
+    server.routes["/a"] = [Reply(404, b"gone")]
+    server.routes["/b"] = [Reply(body=body)]
+    urls = [server.url(path) for path in ("/a", "/b", "/c")]
+    with pytest.warns(UserWarning, match="Trying the next URL") as record:
+        dest = download(urls, tmp_path / "f.bin", sha1(body), **FAST)
+    assert dest.read_bytes() == body
+    assert server.url("/a") in str(record[0].message) and len(record) == 1
+    assert (server.hits["/a"], server.hits["/b"], server.hits["/c"]) == (1, 1, 0)
+
+
+def test_a_mirror_serving_other_bytes_is_refused(server: Server, tmp_path: Path) -> None:
+    body = b"the real file"
+    server.routes["/mirror"] = [Reply(body=b"something else")]
+    server.routes["/official"] = [Reply(body=body)]
+    urls = [server.url("/mirror"), server.url("/official")]
+    with pytest.warns(UserWarning, match="SHA-1 mismatch") as record:
+        dest = download(urls, tmp_path / "f.bin", sha1(body), **FAST)
+    assert server.url("/mirror") in str(record[0].message)
+    assert dest.read_bytes() == body
+    assert leftovers(tmp_path) == []
+
+
+def test_every_url_failing_lists_each_and_what_to_do(server: Server, tmp_path: Path) -> None:
+    server.routes["/mirror"] = [Reply(body=b"something else")]
+    server.routes["/official"] = [Reply(404, b"gone")]
+    urls = [server.url("/mirror"), server.url("/official")]
+    dest = tmp_path / "hotdog.zip"
+    expected = sha1(b"the real file")
+    remedy = "set $SOME_MIRROR to a mirror's URL,"
+    with pytest.warns(UserWarning), pytest.raises(ChecksumError) as info:
+        download(urls, dest, expected, remedies=[remedy], **FAST)
+    message = str(info.value)
+    assert "None of the 2 URLs" in message
+    for part in (*urls, sha1(b"something else"), "404", remedy, str(dest), expected):
+        assert part in message
+    assert "D2LHELPERS_DATA_SOURCE=standin" in message
+    assert names(tmp_path) == []
+
+
+def test_every_url_unreachable_is_a_download_error(server: Server, tmp_path: Path) -> None:
+    urls = [server.url("/a"), server.url("/b")]  # both 404
+    with pytest.warns(UserWarning), pytest.raises(DownloadError, match="None of the 2 URLs"):
+        download(urls, tmp_path / "f.bin", sha1(b"x"), **FAST)
+
+
+def test_no_url_at_all_is_a_value_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least one URL"):
+        download([], tmp_path / "f.bin", sha1(b"x"), **FAST)

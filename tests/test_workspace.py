@@ -14,9 +14,9 @@ from PIL import Image
 from torchvision.models import ResNet18_Weights, resnet18
 
 from d2lhelpers import workspace
-from d2lhelpers.download import ChecksumError, extract_zip
+from d2lhelpers.download import ChecksumError, extract_zip, sha1_of
 from d2lhelpers.models import IMAGENET_HOTDOG_CLASS
-from d2lhelpers.workspace import Workspace, data_dir, prepare
+from d2lhelpers.workspace import HOTDOG_URL_ENV, Workspace, data_dir, hotdog_urls, prepare
 
 
 def hotdog_zip(per_class: int = 2) -> bytes:
@@ -178,3 +178,105 @@ def test_workspace_loaders_take_a_cache_folder(tiny_workspace: Workspace, tmp_pa
     train, test = tiny_workspace.loaders(batch_size=4, cache_dir=tmp_path / "cache")
     assert len(train.images) == 12 and len(test.images) == 8
     assert len(list((tmp_path / "cache").glob("*.u8"))) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Behind a firewall: mirrors, and a zip put in the data folder by hand
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def official(server: Server, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """The official URL points at the local server, which has no file there (404); the zip's
+    SHA-1 is that of the returned body, which the mirrors may serve."""
+    body = hotdog_zip()
+    monkeypatch.setattr(workspace, "HOTDOG_URL", server.url("/official/hotdog.zip"))
+    monkeypatch.setattr(workspace, "HOTDOG_SHA1", hashlib.sha1(body).hexdigest())
+    monkeypatch.delenv(HOTDOG_URL_ENV, raising=False)
+    return body
+
+
+def test_hotdog_urls_put_the_mirrors_first_in_order(
+    official: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert hotdog_urls() == [workspace.HOTDOG_URL]
+    monkeypatch.setenv(HOTDOG_URL_ENV, "  https://a.example/h.zip\thttp://b.example/h.zip ")
+    assert hotdog_urls() == [
+        "https://a.example/h.zip",
+        "http://b.example/h.zip",
+        workspace.HOTDOG_URL,
+    ]
+    monkeypatch.setenv(HOTDOG_URL_ENV, workspace.HOTDOG_URL)
+    assert hotdog_urls() == [workspace.HOTDOG_URL]
+
+
+@pytest.mark.parametrize("value", ["ftp://a.example/hotdog.zip", "/home/me/hotdog.zip"])
+def test_a_mirror_that_is_not_a_url_names_the_variable(
+    official: bytes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    monkeypatch.setenv(HOTDOG_URL_ENV, value)
+    with pytest.raises(ValueError, match=HOTDOG_URL_ENV) as info:
+        prepare("real", tmp_path, progress=False)
+    assert value in str(info.value)
+
+
+def test_the_mirror_is_used(
+    tmp_path: Path, server: Server, official: bytes, imagenet_checkpoint: dict, monkeypatch
+) -> None:
+    server.routes["/gone/hotdog.zip"] = [Reply(404, b"gone")]
+    server.routes["/mirror/hotdog.zip"] = [Reply(200, official)]
+    mirrors = f"{server.url('/gone/hotdog.zip')} {server.url('/mirror/hotdog.zip')}"
+    monkeypatch.setenv(HOTDOG_URL_ENV, mirrors)
+    with pytest.warns(UserWarning, match="/gone/hotdog.zip"):
+        ws = prepare("real", tmp_path, progress=False)
+    assert ws.kind == "real" and ws.root == tmp_path / "hotdog"
+    assert sha1_of(tmp_path / "hotdog.zip") == workspace.HOTDOG_SHA1
+    assert server.hits["/mirror/hotdog.zip"] == 1
+    assert server.hits["/official/hotdog.zip"] == 0
+
+
+def test_a_mirror_serving_other_bytes_is_refused(
+    tmp_path: Path, server: Server, official: bytes, imagenet_checkpoint: dict, monkeypatch
+) -> None:
+    server.routes["/mirror/hotdog.zip"] = [Reply(200, hotdog_zip(per_class=3))]
+    monkeypatch.setenv(HOTDOG_URL_ENV, server.url("/mirror/hotdog.zip"))
+    monkeypatch.setattr(workspace, "_prepare_standin", lambda *a: pytest.fail("fell back"))
+    with pytest.warns(UserWarning), pytest.raises(ChecksumError) as info:
+        prepare("real", tmp_path / "data", progress=False)
+    message = str(info.value)
+    for part in (server.url("/mirror/hotdog.zip"), "SHA-1 mismatch", HOTDOG_URL_ENV, "404"):
+        assert part in message
+    assert [p.name for p in (tmp_path / "data").iterdir() if p.suffix != ".lock"] == []
+
+
+@pytest.mark.parametrize("kind", ["auto", "real"])
+def test_a_zip_placed_by_hand_is_used_offline(
+    tmp_path: Path, official: bytes, imagenet_checkpoint: dict, monkeypatch, kind: str
+) -> None:
+    (tmp_path / "hotdog.zip").write_bytes(official)
+    monkeypatch.setattr(workspace, "_reachable", lambda url: pytest.fail(f"asked {url}"))
+    monkeypatch.setattr(workspace, "download", lambda *a, **k: pytest.fail("downloaded"))
+    ws = prepare(kind, tmp_path, progress=False)
+    assert ws.kind == "real" and ws.root == tmp_path / "hotdog"
+    assert sorted(p.name for p in (ws.root / "train").iterdir()) == ["hotdog", "not-hotdog"]
+
+
+@pytest.mark.parametrize("kind", ["auto", "real"])
+def test_a_bad_zip_placed_by_hand_is_an_error_saying_what_to_do(
+    tmp_path: Path, server: Server, official: bytes, monkeypatch, kind: str
+) -> None:
+    placed = tmp_path / "hotdog.zip"
+    placed.write_bytes(official[: len(official) // 2])  # an interrupted copy
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no weights either
+    monkeypatch.setattr(workspace, "_reachable", lambda url: False)
+    monkeypatch.setattr(workspace, "_prepare_standin", lambda *a: pytest.fail("fell back"))
+    with pytest.raises(ChecksumError) as info:
+        prepare(kind, tmp_path, progress=False)
+    message = str(info.value)
+    for part in (str(placed), sha1_of(placed), workspace.HOTDOG_SHA1, "Delete it"):
+        assert part in message
+    for part in (workspace.HOTDOG_URL, HOTDOG_URL_ENV, "D2LHELPERS_DATA_SOURCE=standin"):
+        assert part in message
+    assert placed.read_bytes() == official[: len(official) // 2]  # left as it is
+    assert not (tmp_path / "hotdog").exists()
+    assert sum(server.hits.values()) == 0
