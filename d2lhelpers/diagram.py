@@ -1,11 +1,17 @@
-"""The four-step fine-tuning diagram (source model -> target model), drawn with matplotlib."""
+# ruff: noqa: RUF001  (Chinese text uses full-width punctuation on purpose)
+"""The four-step fine-tuning diagram (source model -> target model), drawn with matplotlib.
+
+Its text is Chinese, in the terms of the Chinese edition of d2l (section 13.2).
+"""
 
 from __future__ import annotations
 
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-BODY_LAYERS = ("conv block 1", "conv block 2", "...", "conv block n")
+from .fonts import chinese_text
+
+BODY_LAYERS = ("卷积块 1", "卷积块 2", "…", "卷积块 n")
 BODY_COLOR, SOURCE_HEAD_COLOR, TARGET_HEAD_COLOR = "#cfe2f3", "#f4cccc", "#d9ead3"
 
 
@@ -40,7 +46,7 @@ def _arrow(ax, start: tuple[float, float], end: tuple[float, float], text: str =
 
 
 def _model(ax, x: float, title: str, head: str, head_color: str, data: str) -> None:
-    ax.text(x, 5.35, title, ha="center", va="center", fontsize=11, weight="bold")
+    ax.text(x, 5.35, title, ha="center", va="center", fontsize=11)
     _box(ax, x, 4.6, head, head_color)
     for i, name in enumerate(reversed(BODY_LAYERS)):
         _box(ax, x, 3.7 - 0.8 * i, name, BODY_COLOR)
@@ -48,6 +54,7 @@ def _model(ax, x: float, title: str, head: str, head_color: str, data: str) -> N
     _arrow(ax, (x, 0.0), (x, 0.75))
 
 
+@chinese_text()
 def finetune_diagram(source_classes: int = 1000, target_classes: int = 2) -> Figure:
     """Source model and target model side by side: the body is copied, the head is new."""
     fig = Figure(figsize=(7.2, 4.4), layout="constrained")
@@ -58,26 +65,26 @@ def finetune_diagram(source_classes: int = 1000, target_classes: int = 2) -> Fig
     _model(
         ax,
         0.0,
-        "1. Source model",
-        f"output layer ({source_classes} classes)",
+        "① 源模型",
+        f"输出层（{source_classes} 类）",
         SOURCE_HEAD_COLOR,
-        "source data (e.g. ImageNet)",
+        "源数据集（如 ImageNet）",
     )
     _model(
         ax,
         7.0,
-        "2. Target model",
-        f"new output layer ({target_classes} classes)",
+        "② 目标模型",
+        f"新的输出层（{target_classes} 类）",
         TARGET_HEAD_COLOR,
-        "4. target data (e.g. hot dogs)",
+        "④ 目标数据集（如热狗）",
     )
     for i in range(len(BODY_LAYERS)):
         y = 3.7 - 0.8 * i
-        _arrow(ax, (1.55, y), (5.45, y), "copy parameters" if i == 0 else "")
+        _arrow(ax, (1.55, y), (5.45, y), "复制模型参数" if i == 0 else "")
     ax.text(
         3.5,
         4.6,
-        "3. not copied:\nrandomly initialised",
+        "③ 添加输出层，\n随机初始化其参数",
         ha="center",
         va="center",
         fontsize=8,
@@ -86,11 +93,11 @@ def finetune_diagram(source_classes: int = 1000, target_classes: int = 2) -> Fig
     ax.text(
         7.0,
         -0.95,
-        "train: fine-tune the copied layers, learn the new one from scratch",
+        "训练：复制的层微调，新的输出层从头训练",
         ha="center",
         va="center",
         fontsize=7.5,
         color="#38761d",
     )
-    ax.text(0.0, -0.95, "pretrain", ha="center", va="center", fontsize=7.5, color="#444444")
+    ax.text(0.0, -0.95, "预训练", ha="center", va="center", fontsize=7.5, color="#444444")
     return fig

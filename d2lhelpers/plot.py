@@ -1,26 +1,31 @@
+# ruff: noqa: RUF001  (Chinese text uses full-width punctuation on purpose)
 """Figures: image grids, live training curves, and several Histories on one set of axes.
 
-Figure text is English: matplotlib's default font has no Chinese glyphs, and the book also runs
-where no CJK font is installed (Colab), where Chinese labels would show as empty boxes.
-Figures are made with ``matplotlib.figure.Figure`` (not pyplot), so a notebook shows each one
-exactly once, where the code displays it.
+Figure text is Chinese, set in the font that the package ships (:mod:`d2lhelpers.fonts`), so
+it shows wherever the book runs, Colab included. Figures are made with
+``matplotlib.figure.Figure`` (not pyplot), so a notebook shows each one exactly once, where the
+code displays it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .fonts import chinese_text
 from .train import History
 
 CURVES = (
-    ("train_loss", "train loss", "-"),
-    ("train_acc", "train acc", "--"),
-    ("test_acc", "test acc", ":"),
+    ("train_loss", "训练损失", "-"),
+    ("train_acc", "训练精度", "--"),
+    ("test_acc", "测试精度", ":"),
 )
+STATUS_LABELS = {"ok": "正常", "interrupted": "已中断"}
+DIVERGED = re.compile(r"diverged at epoch (\d+), batch (\d+)(?: \(loss (\S+)\))?")
 
 
 def _as_array(img) -> np.ndarray:
@@ -30,6 +35,19 @@ def _as_array(img) -> np.ndarray:
     return np.asarray(img)
 
 
+def status_label(status: str) -> str:
+    """A run's status (:meth:`History.status_text`, a record's ``status``) in Chinese.
+
+    A status of any other form is returned as it is.
+    """
+    diverged = DIVERGED.fullmatch(status)
+    if diverged is None:
+        return STATUS_LABELS.get(status, status)
+    epoch, batch, loss = diverged.groups()
+    return f"在第 {epoch} 个迭代周期第 {batch} 个批量发散" + (f"（损失 {loss}）" if loss else "")
+
+
+@chinese_text()
 def show_images(
     images: Sequence,
     num_rows: int,
@@ -49,6 +67,7 @@ def show_images(
     return fig
 
 
+@chinese_text()
 def plot_histories(histories: Sequence[History], title: str = "") -> Figure:
     """Loss and accuracies per epoch for each History: one colour per run, one style per curve."""
     fig = Figure(figsize=(6.4, 3.8), layout="constrained")
@@ -57,11 +76,12 @@ def plot_histories(histories: Sequence[History], title: str = "") -> Figure:
         epochs = [e.epoch for e in history.epochs]
         for key, name, style in CURVES:
             values = [getattr(e, key) for e in history.epochs]
-            label = f"{history.label}: {name}" if history.label else name
+            label = f"{history.label}：{name}" if history.label else name
             ax.plot(epochs, values, style, color=color, marker=".", label=label)
         if history.status != "ok":
-            ax.annotate(history.status_text(), (0.02, 0.02), xycoords="axes fraction", color=color)
-    ax.set_xlabel("epoch")
+            text = status_label(history.status_text())
+            ax.annotate(text, (0.02, 0.02), xycoords="axes fraction", color=color)
+    ax.set_xlabel("迭代周期")
     ax.set_ylim(0, max(1.0, _max_loss(histories) * 1.05))
     ax.grid(alpha=0.3)
     if histories and any(h.epochs for h in histories):

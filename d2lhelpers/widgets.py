@@ -1,11 +1,13 @@
+# ruff: noqa: RUF001  (Chinese text uses full-width punctuation on purpose)
 """A control panel for the exercises: choose learning rates and head multipliers, click Run.
 
 The panel is thin: :meth:`Sweeper.run <d2lhelpers.sweep.Sweeper.run>` does all the training;
 the panel only turns the controls into :class:`~d2lhelpers.sweep.SweepSetting` objects and
 shows the records. Figures are PNG bytes in ``Image`` widgets (not ``Output`` widgets), so they
 show without a running kernel and in the built book, whose widget state is saved when it is
-built. Figure text is English (Colab has no CJK font for matplotlib). Only widgets and traits
-that ipywidgets 7.7.1 (Colab's) and 8.x both have are used.
+built. The text shown to the learner is Chinese, the figures' set in the package's own font
+(:mod:`d2lhelpers.fonts`); exceptions stay English. Only widgets and traits that ipywidgets
+7.7.1 (Colab's) and 8.x both have are used.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from matplotlib.ticker import MaxNLocator
 
 from .checks import positive_finite, positive_int
 from .finetune import CHAPTER_SETTINGS
+from .fonts import chinese_text
+from .plot import status_label
 from .sweep import SweepSetting, final_records, records_by_run
 
 DEFAULT_LEARNING_RATE = CHAPTER_SETTINGS["real"]["finetune_lr"]  # d2l's, for the mean loss
@@ -32,8 +36,8 @@ EPOCH_RANGE = (1, 10)  # the epochs slider's range
 DIVERGED_STYLE = {"marker": "x", "color": "#c62828", "markersize": 9, "mew": 2, "ls": "none"}
 GROUP_FIELDS = ("learning_rate", "num_epochs", "freeze_body", "init_hotdog_row")
 TABLE_COLUMNS = (
-    "run", "lr", "multiplier", "head lr", "epochs", "frozen", "init row",
-    "train loss", "train acc", "test acc", "status",
+    "运行", "基础学习率", "倍数", "输出层学习率", "迭代周期", "冻结主干", "热狗类初始化",
+    "训练损失", "训练精度", "测试精度", "状态",
 )  # fmt: skip
 
 
@@ -76,24 +80,24 @@ class SweepPanel:
         low, high = (math.log10(bound) for bound in LEARNING_RATE_RANGE)
         self.learning_rate = widgets.FloatLogSlider(
             value=learning_rate, base=10, min=low, max=high, step=0.1, readout_format=".1e",
-            description="base lr", continuous_update=False, style=style,
+            description="基础学习率 η", continuous_update=False, style=style,
         )  # fmt: skip
         chosen = tuple(m for m in multipliers if m in DEFAULT_MULTIPLIERS) or tuple(multipliers[:1])
         self.multipliers = widgets.SelectMultiple(
             options=[(f"{m:g}", m) for m in multipliers], value=chosen,
-            rows=min(len(multipliers), 7), description="head multiplier", style=style,
+            rows=min(len(multipliers), 7), description="输出层倍数", style=style,
         )  # fmt: skip
         self.epochs = widgets.IntSlider(
-            value=epochs, min=EPOCH_RANGE[0], max=EPOCH_RANGE[1], description="epochs",
+            value=epochs, min=EPOCH_RANGE[0], max=EPOCH_RANGE[1], description="迭代周期",
             continuous_update=False, style=style,
         )  # fmt: skip
-        self.freeze_body = widgets.Checkbox(value=False, description="freeze body", indent=False)
+        self.freeze_body = widgets.Checkbox(value=False, description="冻结主干", indent=False)
         self.init_hotdog_row = widgets.Checkbox(
-            value=False, description="init hot-dog row from source", indent=False
+            value=False, description="用源模型的热狗类初始化输出层", indent=False
         )
-        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
-        self.clear_button = widgets.Button(description="Clear", icon="trash")
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="runs", style=style)
+        self.run_button = widgets.Button(description="运行", button_style="primary", icon="play")
+        self.clear_button = widgets.Button(description="清除", icon="trash")
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="进度", style=style)
         self.status = widgets.HTML(value="")
         self.live_plot = _image()
         self.summary_plot = _image()
@@ -146,14 +150,14 @@ class SweepPanel:
             settings = self.settings()
             self._click = {"earlier": list(self.records), "offset": self._next_run, "done": 0}
             self.progress.value, self.progress.max = 0, len(settings)
-            self._show_status(f"Training {_count(len(settings), 'run')}…")
+            self._show_status(f"正在训练，共 {len(settings)} 次运行……")
             self._merge(self.sweeper.run(settings, on_run=self._on_run, progress=False))
             self._show_status(self._done_text(len(settings), time.perf_counter() - start))
         except (Exception, KeyboardInterrupt) as err:
             message = " ".join(str(err).split())  # one line, however long the original
             text = f"{type(err).__name__}: {message}" if message else type(err).__name__
             if self._click:
-                text += f" ({self._click['done']} of {self.progress.max} runs finished)"
+                text += f"（{self.progress.max} 次运行中已完成 {self._click['done']} 次）"
             self._show_status(text, error=True)
         finally:
             if self._click:
@@ -196,8 +200,8 @@ class SweepPanel:
     def _done_text(self, runs: int, seconds: float) -> str:
         finals = [r for r in final_records(self.records) if r["run"] >= self._click["offset"]]
         diverged = sum(str(r["status"]).startswith("diverged") for r in finals)
-        extra = f", {diverged} diverged" if diverged else ""
-        return f"Done: {_count(runs, 'run')}{extra} in {seconds:.0f} s."
+        extra = f"，其中 {diverged} 次发散" if diverged else ""
+        return f"完成：{runs} 次运行{extra}，用时 {seconds:.0f} 秒。"
 
     def _show_status(self, text: str, error: bool = False) -> None:
         color = "#c62828" if error else "inherit"
@@ -230,34 +234,36 @@ def _check_panel(
     return tuple(multipliers), learning_rate, epochs
 
 
+@chinese_text()
 def live_figure(records: Sequence[dict]) -> Figure:
     """Test accuracy per epoch, one line per run; a diverged epoch is an x at the bottom."""
     fig = Figure(figsize=(4.8, 3.2), layout="constrained")
     ax = fig.subplots()
-    diverged_label = "diverged"
+    diverged_label = "发散"
     runs = records_by_run(records)
     for i, run in enumerate(runs):
         first, color = run[0], f"C{i % 10}"
         done = [r for r in run if _number(r["test_acc"]) is not None]
-        label = f"run {first['run']}: head lr {first['head_lr']:.1e}"
-        label += ", frozen" if first["freeze_body"] else ""
+        label = f"运行 {first['run']}：输出层学习率 {first['head_lr']:.1e}"
+        label += "，冻结主干" if first["freeze_body"] else ""
         epochs, accs = [r["epoch"] for r in done], [r["test_acc"] for r in done]
         ax.plot(epochs, accs, marker=".", color=color, label=label)
         for r in run:
             if _number(r["test_acc"]) is None:
                 ax.plot([r["epoch"]], [0.0], **DIVERGED_STYLE, label=diverged_label)
                 diverged_label = "_nolegend_"
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy")
+    ax.set_xlabel("迭代周期")
+    ax.set_ylabel("测试精度")
     ax.set_ylim(-0.05, 1.05)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.set_title("Test accuracy per epoch", fontsize=10)
+    ax.set_title("每个迭代周期的测试精度", fontsize=10)
     if len(runs) <= 10:
         ax.legend(fontsize=7)
     return fig
 
 
+@chinese_text()
 def summary_figure(records: Sequence[dict]) -> Figure:
     """Final test accuracy against the head's learning rate (log axis), one line per setting.
 
@@ -274,22 +280,22 @@ def summary_figure(records: Sequence[dict]) -> Figure:
         finals = sorted(finals, key=lambda r: r["head_lr"])
         ok = [r for r in finals if _number(r["test_acc"]) is not None]
         diverged += [r for r in finals if _number(r["test_acc"]) is None]
-        label = f"lr {lr:.1e}, {_count(epochs, 'epoch')}"
-        label += ", frozen" if frozen else ""
-        label += ", init row" if init_row else ""
+        label = f"基础学习率 {lr:.1e}，{epochs} 个迭代周期"
+        label += "，冻结主干" if frozen else ""
+        label += "，热狗类初始化" if init_row else ""
         ax.plot(
             [r["head_lr"] for r in ok], [r["test_acc"] for r in ok], marker="o",
             color=f"C{i % 10}", label=label,
         )  # fmt: skip
     if diverged:
         xs = [r["head_lr"] for r in diverged]
-        ax.plot(xs, [0.0] * len(xs), **DIVERGED_STYLE, label="diverged (no accuracy)")
+        ax.plot(xs, [0.0] * len(xs), **DIVERGED_STYLE, label="发散（无精度）")
     ax.set_xscale("log")
-    ax.set_xlabel("head learning rate (lr * multiplier)")
-    ax.set_ylabel("final test accuracy")
+    ax.set_xlabel("输出层学习率（基础学习率 × 倍数）")
+    ax.set_ylabel("最终测试精度")
     ax.set_ylim(-0.05, 1.05)
     ax.grid(alpha=0.3, which="both")
-    ax.set_title("Final test accuracy per run", fontsize=10)
+    ax.set_title("各次运行的最终测试精度", fontsize=10)
     ax.legend(fontsize=7)
     return fig
 
@@ -307,7 +313,8 @@ def results_table(records: Sequence[dict]) -> str:
             str(r["run"]), _fmt(r["learning_rate"], ".1e"), _fmt(r["head_multiplier"], "g"),
             _fmt(r["head_lr"], ".1e"), str(r["num_epochs"]), _yes_no(r["freeze_body"]),
             _yes_no(r["init_hotdog_row"]), _fmt(r["train_loss"], ".3f"),
-            _fmt(r["train_acc"], ".3f"), _fmt(r["test_acc"], ".3f"), str(r["status"] or "—"),
+            _fmt(r["train_acc"], ".3f"), _fmt(r["test_acc"], ".3f"),
+            status_label(str(r["status"] or "—")),
         )  # fmt: skip
         tds = (f"<td {cell}>{html.escape(v)}</td>" for cell, v in zip(cells, values, strict=True))
         rows.append("<tr>" + "".join(tds) + "</tr>")
@@ -341,8 +348,4 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def _yes_no(value: Any) -> str:
-    return "—" if value is None else ("yes" if value else "no")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    return "—" if value is None else ("是" if value else "否")

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (Chinese text uses full-width punctuation on purpose)
 """Tests for d2lhelpers.plot: history curves, image grids and the live plot outside IPython."""
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ def test_plot_histories_one_line_per_curve_and_history() -> None:
     legend = ax.get_legend()
     assert legend is not None
     assert [t.get_text() for t in legend.get_texts()] == [
-        "a: train loss", "a: train acc", "a: test acc",
-        "b: train loss", "b: train acc", "b: test acc",
+        "a：训练损失", "a：训练精度", "a：测试精度",
+        "b：训练损失", "b：训练精度", "b：测试精度",
     ]  # fmt: skip
     assert ax.get_title() == "two runs"
+    assert ax.get_xlabel() == "迭代周期"
     assert len(ax.texts) == 0  # no annotation for runs that ended normally
     assert ax.lines[0].get_color() != ax.lines[3].get_color()
 
@@ -50,14 +52,14 @@ def test_plot_histories_y_axis_fits_a_large_loss() -> None:
 def test_plot_histories_annotates_diverged_run() -> None:
     fig = plot_histories([history("ok", 2), history("bad", 1, status="diverged")])
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert texts == ["diverged at epoch 2, batch 3"]
+    assert texts == ["在第 2 个迭代周期第 3 个批量发散"]
 
 
 def test_plot_histories_without_epochs_has_no_legend() -> None:
     fig = plot_histories([history("empty", 0, status="diverged")])
     ax = fig.axes[0]
     assert ax.get_legend() is None
-    assert [t.get_text() for t in ax.texts] == ["diverged at epoch 1, batch 3"]
+    assert [t.get_text() for t in ax.texts] == ["在第 1 个迭代周期第 3 个批量发散"]
 
 
 def test_show_images_grid_from_tensors_and_pil() -> None:

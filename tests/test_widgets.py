@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (Chinese text uses full-width punctuation on purpose)
 """The sweep panel: real tiny sweeps through its controls, and fake sweepers for the edge cases.
 
 ipywidgets only logs an exception raised in an ``on_click`` handler, so these tests assert on
@@ -16,7 +17,7 @@ import torch
 
 from d2lhelpers.sweep import RECORD_FIELDS, Sweeper, SweepSetting, records_of
 from d2lhelpers.train import EpochStats, History
-from d2lhelpers.widgets import SweepPanel
+from d2lhelpers.widgets import SweepPanel, live_figure, summary_figure
 from d2lhelpers.workspace import Workspace
 
 # ipywidgets 7 opens its comms through ipykernel's deprecated Comm class.
@@ -100,6 +101,15 @@ def test_controls_and_display(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (panel.epochs.value, panel.epochs.min, panel.epochs.max) == (3, 1, 10)
     assert not panel.freeze_body.value and not panel.init_hotdog_row.value
     assert isinstance(panel.widget, ipywidgets.VBox)
+    labels = [
+        panel.learning_rate.description, panel.multipliers.description, panel.epochs.description,
+        panel.freeze_body.description, panel.init_hotdog_row.description,
+        panel.run_button.description, panel.clear_button.description,
+    ]  # fmt: skip
+    assert labels == [
+        "基础学习率 η", "输出层倍数", "迭代周期", "冻结主干", "用源模型的热狗类初始化输出层",
+        "运行", "清除",
+    ]  # fmt: skip
     assert panel.records == [] and panel.table.value == "" and png(panel.live_plot) == b""
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: shown.extend(objs))
@@ -115,16 +125,16 @@ def test_run_trains_and_shows_results(sweeper: Sweeper) -> None:
     panel.freeze_body.value = True
     panel.run_button.click()
 
-    assert "Done: 2 runs" in panel.status.value, panel.status.value
+    assert "完成：2 次运行，用时" in panel.status.value, panel.status.value
     assert len(panel.records) == 2 * 1
     assert all(tuple(r) == RECORD_FIELDS for r in panel.records)
     assert [r["head_multiplier"] for r in panel.records] == [1, 10]
     assert all(r["freeze_body"] and r["learning_rate"] == 1e-2 for r in panel.records)
-    assert column(panel, "run") == ["0", "1"]
-    assert column(panel, "multiplier") == ["1", "10"]
-    assert column(panel, "head lr") == ["1.0e-02", "1.0e-01"]
-    assert column(panel, "frozen") == ["yes", "yes"]
-    assert column(panel, "status") == ["ok", "ok"]
+    assert column(panel, "运行") == ["0", "1"]
+    assert column(panel, "倍数") == ["1", "10"]
+    assert column(panel, "输出层学习率") == ["1.0e-02", "1.0e-01"]
+    assert column(panel, "冻结主干") == ["是", "是"]
+    assert column(panel, "状态") == ["正常", "正常"]
     assert png(panel.summary_plot).startswith(PNG)
     assert png(panel.live_plot).startswith(PNG)
     assert panel.summary_plot.layout.display is None
@@ -140,9 +150,9 @@ def test_run_trains_and_shows_results(sweeper: Sweeper) -> None:
     panel.run_button.click()
     assert len(panel.records) == 2 * 1 + 1 * 2
     assert [r["run"] for r in panel.records] == [0, 1, 2, 2]
-    assert column(panel, "run") == ["0", "1", "2"]
-    assert column(panel, "init row") == ["no", "no", "yes"]
-    assert column(panel, "epochs") == ["1", "1", "2"]
+    assert column(panel, "运行") == ["0", "1", "2"]
+    assert column(panel, "热狗类初始化") == ["否", "否", "是"]
+    assert column(panel, "迭代周期") == ["1", "1", "2"]
     assert (panel.progress.value, panel.progress.max) == (1, 1)
     assert png(panel.summary_plot).startswith(PNG)
     assert png(panel.summary_plot) != first_summary
@@ -193,10 +203,10 @@ def test_diverged_run_is_a_result_not_an_error() -> None:
     panel.multipliers.value = (1, 100)  # head lr 0.1 trains; head lr 10 diverges in epoch 2
     panel.run_button.click()
 
-    assert "Done: 2 runs, 1 diverged" in panel.status.value
-    assert column(panel, "status") == ["ok", "diverged at epoch 2, batch 2"]
-    assert column(panel, "test acc") == ["0.700", "—"]
-    assert column(panel, "train loss")[1] == "—"
+    assert "完成：2 次运行，其中 1 次发散，用时" in panel.status.value
+    assert column(panel, "状态") == ["正常", "在第 2 个迭代周期第 2 个批量发散"]
+    assert column(panel, "测试精度") == ["0.700", "—"]
+    assert column(panel, "训练损失")[1] == "—"
     assert "nan" not in panel.table.value.lower()
     assert "None" not in panel.table.value
     assert png(panel.summary_plot).startswith(PNG)
@@ -236,12 +246,12 @@ def test_sweeper_error_is_a_message_and_keeps_finished_runs() -> None:
     panel = SweepPanel(FakeSweeper(fail_after=1))
     panel.multipliers.value = (1, 10)
     panel.run_button.click()
-    message = "RuntimeError: CUDA out of memory. Tried to allocate 2 GiB (1 of 2 runs finished)"
+    message = "RuntimeError: CUDA out of memory. Tried to allocate 2 GiB（2 次运行中已完成 1 次）"
     assert message in panel.status.value  # on one line
     assert "\n" not in panel.status.value
     assert not panel.run_button.disabled
     assert {r["run"] for r in panel.records} == {0}  # the run finished before the error
-    assert column(panel, "multiplier") == ["1"]
+    assert column(panel, "倍数") == ["1"]
     assert png(panel.summary_plot).startswith(PNG)
     assert panel.progress.value == 1
 
@@ -265,3 +275,34 @@ def test_sweeper_error_is_a_message_and_keeps_finished_runs() -> None:
 def test_bad_panel_values_are_refused_at_construction(kwargs: dict, word: str) -> None:
     with pytest.raises(ValueError, match=word):
         SweepPanel(FakeSweeper(), **kwargs)
+
+
+def test_figures_are_labelled_in_chinese() -> None:
+    panel = SweepPanel(FakeSweeper())
+    panel.learning_rate.value = 0.1
+    panel.multipliers.value = (1, 100)  # the second run diverges
+    panel.freeze_body.value = True
+    panel.run_button.click()
+
+    (live,) = live_figure(panel.records).axes
+    assert (live.get_xlabel(), live.get_ylabel()) == ("迭代周期", "测试精度")
+    assert [t.get_text() for t in live.get_legend().get_texts()] == [
+        "运行 0：输出层学习率 1.0e-01，冻结主干", "运行 1：输出层学习率 1.0e+01，冻结主干", "发散",
+    ]  # fmt: skip
+    (summary,) = summary_figure(panel.records).axes
+    assert summary.get_xlabel() == "输出层学习率（基础学习率 × 倍数）"
+    assert summary.get_title() == "各次运行的最终测试精度"
+    assert [t.get_text() for t in summary.get_legend().get_texts()] == [
+        "基础学习率 1.0e-01，3 个迭代周期，冻结主干", "发散（无精度）",
+    ]  # fmt: skip
+
+
+def test_status_while_training() -> None:
+    seen = []
+    fake = FakeSweeper()
+    panel = SweepPanel(fake)
+    fake.during = lambda: seen.append(panel.status.value)
+    panel.multipliers.value = (1, 2)
+    panel.run_button.click()
+    assert len(seen) == 2 and all("正在训练，共 2 次运行……" in s for s in seen)
+    assert "完成：2 次运行，用时" in panel.status.value
