@@ -28,7 +28,7 @@ from .workspace import Workspace
 HOTDOG_ROW = HOTDOG_CLASSES.index("hotdog")
 RECORD_FIELDS = (
     "run", "learning_rate", "head_multiplier", "head_lr", "num_epochs", "freeze_body",
-    "init_hotdog_row", "epoch", "train_loss", "train_acc", "test_acc", "status",
+    "init_hotdog_row", "epoch", "train_loss", "train_acc", "test_acc", "seconds", "status",
 )  # fmt: skip
 
 
@@ -197,7 +197,10 @@ class Sweeper:
 
 
 def records_of(run: int, setting: SweepSetting, history: History) -> list[dict]:
-    """Tidy records of one run: one per completed epoch, plus one for a diverged epoch."""
+    """Tidy records of one run: one per completed epoch, plus one for a diverged epoch.
+
+    ``seconds`` is the epoch's training time (its evaluation excluded), None for a diverged one.
+    """
     base = {
         "run": run,
         **asdict(setting),
@@ -206,13 +209,13 @@ def records_of(run: int, setting: SweepSetting, history: History) -> list[dict]:
     status = history.status_text()
     rows = [
         {**base, "epoch": e.epoch, "train_loss": e.train_loss, "train_acc": e.train_acc,
-         "test_acc": e.test_acc, "status": status}
+         "test_acc": e.test_acc, "seconds": e.seconds, "status": status}
         for e in history.epochs
     ]  # fmt: skip
     if history.status == "diverged":
         rows.append(
             {**base, "epoch": history.diverged_at[0], "train_loss": None, "train_acc": None,
-             "test_acc": None, "status": status}
+             "test_acc": None, "seconds": None, "status": status}
         )  # fmt: skip
     return [{key: row[key] for key in RECORD_FIELDS} for row in rows]
 

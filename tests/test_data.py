@@ -13,6 +13,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
+from torchvision.ops import roi_align
 
 from d2lhelpers import data
 from d2lhelpers.data import (
@@ -416,6 +417,28 @@ def test_training_flips_some_images_and_not_others() -> None:
     assert increasing + decreasing == 32  # every crop shows a ramp
     assert increasing > 0
     assert decreasing > 0
+
+
+def test_a_flipped_crop_is_the_mirror_image_of_the_same_crop() -> None:
+    images = DecodedImages(
+        torch.randint(0, 256, (12, 3, 24, 24), dtype=torch.uint8),
+        torch.zeros(12, dtype=torch.int64),
+        ["c"] * 12,
+        CLASSES,
+        sizes=torch.randint(20, 60, (12, 2)),
+    )
+    recipe = Recipe(size=16)
+    x, _ = next(iter(BatchLoader(images, 12, recipe, train=True, seed=5)))
+    # The same draws by hand: the crop boxes, then which images are flipped.
+    generator = torch.Generator().manual_seed(5)
+    order = torch.randperm(12, generator=generator)
+    boxes = random_crop_boxes(images.photo_sizes(order), 24, recipe, generator)
+    flip = torch.rand(12, generator=generator) < 0.5
+    rois = torch.cat([torch.arange(12.0)[:, None], boxes], 1)
+    crops = roi_align(images.pixels[order].float(), rois, (16, 16), sampling_ratio=2, aligned=True)
+    crops[flip] = crops[flip].flip(-1)
+    assert 0 < int(flip.sum()) < 12
+    assert torch.allclose(unnormalise(x), crops, atol=1e-3)
 
 
 def test_test_loader_never_flips() -> None:

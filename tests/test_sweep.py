@@ -68,6 +68,7 @@ def test_records_have_the_promised_fields(sweeper: Sweeper) -> None:
         assert record["status"] == "ok"
         assert 0 <= record["test_acc"] <= 1
         assert math.isfinite(record["train_loss"])
+        assert record["seconds"] > 0
     assert [r["run"] for r in records] == [0, 0, 1]
     assert records[0]["head_lr"] == pytest.approx(0.1)
     assert records[2]["freeze_body"] is True
@@ -78,9 +79,9 @@ def test_divergence_is_recorded_not_raised(sweeper: Sweeper) -> None:
     records = sweeper.run([SweepSetting(1e6, 100, num_epochs=3)], progress=False)
     last = records[-1]
     assert last["status"].startswith("diverged at epoch")
-    assert last["test_acc"] is None and last["train_acc"] is None
+    assert last["test_acc"] is None and last["train_acc"] is None and last["seconds"] is None
     for record in records:
-        for key in ("train_loss", "train_acc", "test_acc"):
+        for key in ("train_loss", "train_acc", "test_acc", "seconds"):
             assert record[key] is None or math.isfinite(record[key])
 
 
