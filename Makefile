@@ -13,7 +13,7 @@ export D2LHELPERS_DATA ?= $(CURDIR)/.data
 export PYTHONHASHSEED := 0
 
 .PHONY: book test venv lint unit fast widgets7 integration notebooks bench bench-install clean \
-	assets browser-deps browser colab-check
+	assets browser-deps browser colab-check gpu-check
 
 venv: $(STAMP)
 
@@ -118,6 +118,12 @@ test:
 	@mkdir -p _build && rm -f $(RUNS_LOG) _build/book.log
 	$(MAKE) lint unit widgets7 integration colab-check book browser
 	$(BIN)/python scripts/notebook_runs.py $(RUNS_LOG) _build/book.log
+
+# For a machine with a CUDA GPU (never run by `make test`): the CUDA unit tests, the chapter's
+# trainings on the stand-in at 224 px, and the A/B benchmark against d2l on that GPU, written to
+# benchmarks/results/cuda.{json,md}. See the script's header for installing without internet.
+gpu-check:
+	bash scripts/gpu_check.sh
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache _vendor
