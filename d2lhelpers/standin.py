@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from .data import BatchLoader, Recipe, decode_folder
 from .fileutil import atomic_write, exclusive, move_into_place, remove_leftovers, temporary_pattern
+from .machine import describe
 from .standin_draw import SOURCE_CLASSES, TARGET_CLASSES, draw_source, draw_target
 from .train import default_device, fit
 
@@ -168,6 +169,7 @@ def _train_source(
         "settings": asdict(settings),
         "history": history.to_dict(),
         "build_seconds": time.perf_counter() - start,
+        "built_on": describe(device, history.precision),
     }
 
 

@@ -81,6 +81,14 @@ class Workspace:
     _checkpoint: dict | None = field(default=None, repr=False)
     cache_dir: Path | None = None  # decoded-image caches; None: data.decode_cache_dir
 
+    def source_build(self) -> tuple[float, str] | None:
+        """How long training the stand-in source model took and on what machine (None for the
+        ImageNet model, or a checkpoint that did not record it)."""
+        checkpoint = self._checkpoint or {}
+        if "build_seconds" not in checkpoint or "built_on" not in checkpoint:
+            return None
+        return checkpoint["build_seconds"], checkpoint["built_on"]
+
     def source_model(self) -> nn.Module:
         """A fresh copy of the source model (ImageNet ResNet-18 or the stand-in's)."""
         if self._checkpoint is not None:

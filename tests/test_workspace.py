@@ -14,8 +14,11 @@ from PIL import Image
 from torchvision.models import ResNet18_Weights, resnet18
 
 from d2lhelpers import workspace
+from d2lhelpers.data import Recipe
 from d2lhelpers.download import ChecksumError, extract_zip, sha1_of
 from d2lhelpers.models import IMAGENET_HOTDOG_CLASS
+from d2lhelpers.precision import choose_precision
+from d2lhelpers.train import default_device
 from d2lhelpers.workspace import HOTDOG_URL_ENV, Workspace, data_dir, hotdog_urls, prepare
 
 
@@ -280,3 +283,12 @@ def test_a_bad_zip_placed_by_hand_is_an_error_saying_what_to_do(
     assert placed.read_bytes() == official[: len(official) // 2]  # left as it is
     assert not (tmp_path / "hotdog").exists()
     assert sum(server.hits.values()) == 0
+
+
+def test_the_standin_records_how_long_its_source_model_took_and_where(tiny_workspace) -> None:
+    seconds, machine = tiny_workspace.source_build()
+    assert seconds > 0
+    assert machine.startswith(("CPU ", "GPU "))
+    assert machine.endswith(choose_precision(default_device()).name)
+    real = Workspace("real", tiny_workspace.root, Recipe(224), "ImageNet", 934)
+    assert real.source_build() is None
