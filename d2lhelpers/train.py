@@ -126,8 +126,11 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     precision: Precision,
     progress: tqdm | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> tuple[float, float, int]:
     """One pass over ``batches``; returns (mean loss, accuracy, number of examples).
+
+    ``scheduler``, when given, steps after every batch (one-cycle and warm-up schedules).
 
     The loss a step minimises is the batch's summed loss divided by the epoch's full batch size
     (the largest batch so far): the mean for a full batch, and for a short last batch a step
@@ -152,6 +155,8 @@ def train_one_epoch(
             raise Diverged(batch, value)
         optimizer.zero_grad(set_to_none=True)
         precision.backward_and_step(loss, optimizer)
+        if scheduler is not None:
+            scheduler.step()
         loss_sum += value * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         count += len(y)
@@ -190,12 +195,14 @@ def fit(
     hparams: dict | None = None,
     on_epoch: Callable[[History], None] | None = None,
     progress: bool = True,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> History:
     """Train for ``num_epochs`` and evaluate after each epoch.
 
     ``net`` and the batches must already be on ``device``. A non-finite or exploded loss (see
     :func:`train_one_epoch`) stops training and marks the History "diverged"; Ctrl-C stops it
     and marks it "interrupted". Either way the epochs completed so far are returned, never a NaN.
+    ``scheduler`` (optional) steps after every batch.
     """
     num_epochs = positive_int("num_epochs", num_epochs)
     precision = precision or choose_precision(device)
@@ -206,7 +213,9 @@ def fit(
         for epoch in range(1, num_epochs + 1):
             start = time.perf_counter()
             try:
-                loss, train_acc, count = train_one_epoch(net, train_iter, optimizer, precision, bar)
+                loss, train_acc, count = train_one_epoch(
+                    net, train_iter, optimizer, precision, bar, scheduler
+                )
             except Diverged as err:
                 history.status, history.diverged_at = "diverged", (epoch, err.batch)
                 history.diverged_loss = err.loss

@@ -360,3 +360,18 @@ def test_a_short_last_batch_steps_in_proportion_to_its_size() -> None:
         by_hand.step()
     assert torch.allclose(net.weight, expected.weight, atol=1e-6)
     assert torch.allclose(net.bias, expected.bias, atol=1e-6)
+
+
+def test_a_scheduler_steps_after_every_batch() -> None:
+    torch.manual_seed(0)
+    net = TinyNet()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+    train = batches(32, batch=8)  # 4 batches an epoch
+    history = fit(
+        net, train, batches(16, seed=1), optimizer, 2, device=CPU, precision=FP32,
+        progress=False, scheduler=scheduler,
+    )  # fmt: skip
+    assert history.status == "ok"
+    assert scheduler.last_epoch == 8
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 / 9)
