@@ -92,18 +92,18 @@ browser-deps:
 browser: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -m book -q -p no:randomly tests/test_book_offline.py tests/test_book_browser.py
 
-# Every notebook executed once by nbval in a Colab-shaped environment (Python 3.12, IPython 7.34,
-# ipywidgets 7.7.1, ...), after installing d2lhelpers the way the notebooks' Colab cell does.
-# Each notebook it runs is logged to $(RUNS_LOG).
-PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12 \
-	/root/.pyenv/versions/3.12*/bin/python3.12) \
-	$(shell command -v python3.12 2>/dev/null))
+# Every notebook executed once by nbval in a Colab-shaped environment (Python 3.13, torch 2.11,
+# IPython 7.34, ipywidgets 7.7.1, ...), after installing d2lhelpers the way the notebooks' Colab
+# cell does. Each notebook it runs is logged to $(RUNS_LOG).
+PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13 \
+	/root/.pyenv/versions/3.13*/bin/python3.13) \
+	$(shell command -v python3.13 2>/dev/null))
 COLAB_VENV := .venv-colab
 COLAB_STAMP := $(COLAB_VENV)/.installed
 $(COLAB_STAMP): scripts/colab_requirements.txt
-	@test -n "$(PYTHON312)" || { echo "colab-check needs Python 3.12: set PYTHON312=/path/to/python3.12"; exit 1; }
+	@test -n "$(PYTHON313)" || { echo "colab-check needs Python 3.13: set PYTHON313=/path/to/python3.13"; exit 1; }
 	rm -rf $(COLAB_VENV)
-	$(PYTHON312) -m venv $(COLAB_VENV)
+	$(PYTHON313) -m venv $(COLAB_VENV)
 	$(COLAB_VENV)/bin/python -m pip install --quiet -r scripts/colab_requirements.txt
 	touch $@
 

@@ -3,7 +3,7 @@
 Run with the Colab-like environment's Python (``make colab-check`` builds it in .venv-colab from
 scripts/colab_requirements.txt).  Steps:
 
-1. Check that this interpreter and its kernel really are Colab-shaped (Python 3.12, IPython 7,
+1. Check that this interpreter and its kernel really are Colab-shaped (Python 3.13, IPython 7,
    ipywidgets 7) and remove any d2lhelpers left by an earlier run.
 2. Read the install command from the notebooks' first cell, point its ``REPO_URL`` at this
    checkout (``git+file://…``, same ref) and run it as ``%pip`` would (``python -m pip``).
@@ -108,8 +108,8 @@ def probe_kernel() -> None:
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     text = nb.cells[0].outputs[0].text
     print("colab-check: kernel:", text.strip(), file=sys.stderr)
-    if not text.startswith(sys.executable) or "(3, 12)" not in text or " 7." not in text:
-        fail(f"the kernel is not the Colab-like one (Python 3.12, IPython 7, ipywidgets 7): {text}")
+    if not text.startswith(sys.executable) or "(3, 13)" not in text or " 7." not in text:
+        fail(f"the kernel is not the Colab-like one (Python 3.13, IPython 7, ipywidgets 7): {text}")
 
 
 def run_nbval(notebooks: list[Path]) -> int:
@@ -125,8 +125,8 @@ def run_nbval(notebooks: list[Path]) -> int:
 
 
 def main() -> None:
-    if sys.version_info[:2] != (3, 12):
-        fail(f"run me with the Colab-like environment's Python 3.12, not {sys.version}")
+    if sys.version_info[:2] != (3, 13):
+        fail(f"run me with the Colab-like environment's Python 3.13, not {sys.version}")
     os.environ.setdefault("D2LHELPERS_DATA_SOURCE", "standin")
     notebooks = sorted(CHAPTERS.glob("*.ipynb"))
     if not notebooks:
