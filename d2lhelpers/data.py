@@ -375,8 +375,14 @@ class BatchLoader:
             index = order[start : start + self.batch_size]
             if self.train and len(index) == 1:
                 break
-            pixels, labels = self.images.gather(index)
-            yield self._prepare(pixels, index), labels.to(self.device, non_blocking=True)
+            yield self.batch(index)
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images at ``index`` as one batch, prepared as :meth:`__iter__` prepares them
+        (random crops and flips when training, centre crops when testing; normalised, on
+        ``device``), and their labels on ``device``."""
+        pixels, labels = self.images.gather(index)
+        return self._prepare(pixels, index), labels.to(self.device, non_blocking=True)
 
     def _prepare(self, pixels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Crops (random for training, centred for testing), flips and normalises a batch."""

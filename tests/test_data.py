@@ -736,3 +736,14 @@ def test_building_the_cache_holds_one_copy_of_it(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert images.pixels.numel() == cache_bytes
     assert peak < 1.25 * cache_bytes + 200_000, (peak, cache_bytes)
+
+
+def test_batch_of_given_indices_is_what_iteration_yields() -> None:
+    images = constant_images(7, 16)
+    loader = BatchLoader(images, 3, Recipe(size=8), train=False)
+    x, y = loader.batch(torch.tensor([5, 1, 6]))
+    assert indices_of(x) == [5, 1, 6] and y.tolist() == [1, 1, 0]
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    first_x, first_y = next(iter(loader))
+    batch_x, batch_y = loader.batch(torch.arange(3))
+    assert torch.equal(first_x, batch_x) and torch.equal(first_y, batch_y)
