@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 from torchvision.models import resnet18
 
-from benchmarks.bench import chapter_transforms
+from benchmarks.trials import chapter_transforms
 from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, DecodedImages, Recipe, decode_folder
 from d2lhelpers.precision import Precision, choose_precision
 from d2lhelpers.train import train_one_epoch
