@@ -36,6 +36,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from d2lhelpers.data import BatchLoader, DecodedImages, Recipe
+from d2lhelpers.fileutil import atomic_write
 from d2lhelpers.machine import cpu_name
 from d2lhelpers.precision import Precision, choose_precision
 from d2lhelpers.train import evaluate, train_one_epoch
@@ -157,6 +158,11 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a result file atomically (a killed run leaves the previous one whole)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
@@ -182,8 +188,8 @@ def main(argv: list[str] | None = None) -> None:
             print(size, name, {k: round(v, 1) for k, v in rates.items()}, flush=True)
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=1))
-    (RESULTS / f"{args.name}.md").write_text(markdown(report))
+    write_text(RESULTS / f"{args.name}.json", json.dumps(report, indent=1))
+    write_text(RESULTS / f"{args.name}.md", markdown(report))
     print(markdown(report))
 
 

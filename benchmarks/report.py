@@ -22,7 +22,7 @@ from benchmarks.stats import summarise
 from benchmarks.trials import D2L_LEARNING_RATE, HEAD_MULTIPLIER, SIDES
 from d2lhelpers.fileutil import atomic_write
 from d2lhelpers.finetune import default_weight_decay
-from d2lhelpers.machine import cpu_name
+from d2lhelpers.machine import cpu_name, usable_cores
 
 VERSIONED = ("torch", "torchvision", "d2l", "numpy", "pillow", "pandas", "scipy", "matplotlib")
 ENV_RECORDED = (
@@ -74,7 +74,7 @@ def versions() -> dict[str, str | None]:
 
 def machine(env_info: dict[str, Any], device: str) -> dict[str, Any]:
     """The machine, from this process and what a trial process saw (``env_info``)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     return {
         "cpu": cpu_name(),
         "cpu_cores_usable": cores,

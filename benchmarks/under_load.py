@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from d2lhelpers.machine import cpu_name
+from benchmarks.loop_vs_bare import write_text
+from d2lhelpers.machine import cpu_name, usable_cores
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POLICIES = ("ACTIVE", "PASSIVE")
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     rates = {case: statistics.median(values) for case, values in samples.items()}
     report = {
         "command": "python -m benchmarks.under_load " + " ".join(argv or sys.argv[1:]),
-        "cpu": cpu_name(), "cores": os.cpu_count(), "size": args.size,
+        "cpu": cpu_name(), "cores": usable_cores(), "size": args.size,
         "precision": args.precision, "competitors": args.competitors, "rates": rates,
         "samples": samples, "finished": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }  # fmt: skip
@@ -103,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         alone, loaded = rates[f"{policy} 0"], rates[f"{policy} {args.competitors}"]
         lines.append(f"| {policy} | {alone:.1f} | {loaded:.1f} | {loaded / alone:.0%} |")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "under-load.json").write_text(json.dumps(report, indent=1))
-    (RESULTS / "under-load.md").write_text("\n".join(lines) + "\n")
+    write_text(RESULTS / "under-load.json", json.dumps(report, indent=1))
+    write_text(RESULTS / "under-load.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -51,6 +51,7 @@ from .fileutil import (
     remove_leftovers,
 )
 from .images import BadImageError, list_class_folder, load_rgb
+from .machine import usable_cores
 
 HOTDOG_CLASSES = ("hotdog", "not-hotdog")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -186,7 +187,7 @@ def decode_cache_dir(split_dir: str | os.PathLike) -> Path:
 
 def _decode_workers() -> int:
     """Threads for decoding: the usable cores, at most 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     return min(8, cores or 1)
 
 

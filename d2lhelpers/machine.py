@@ -24,9 +24,17 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def describe(device: torch.device, precision: str) -> str:
     """E.g. ``"CPU AMD EPYC, 2 cores, 2 threads, bf16 autocast"`` or ``"GPU NVIDIA T4, fp16 …"``."""
     if device.type == "cuda":
         return f"GPU {torch.cuda.get_device_name(device)}, {precision}"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"CPU {cpu_name()}, {cores} cores, {torch.get_num_threads()} threads, {precision}"
+    return (
+        f"CPU {cpu_name()}, {usable_cores()} cores, {torch.get_num_threads()} threads, {precision}"
+    )

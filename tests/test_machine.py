@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from d2lhelpers import machine
@@ -27,3 +29,7 @@ def test_cpu_name_reads_the_model_name(tmp_path, monkeypatch) -> None:
 def test_gpu_description_names_the_device(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
     assert machine.describe(torch.device("cuda"), "fp16 autocast") == "GPU Tesla T4, fp16 autocast"
+
+
+def test_usable_cores_is_at_least_one() -> None:
+    assert 1 <= machine.usable_cores() <= (os.cpu_count() or 1)
