@@ -11,6 +11,12 @@ STAMP := $(VENV)/.installed
 export D2LHELPERS_DATA_SOURCE ?= standin
 export D2LHELPERS_DATA ?= $(CURDIR)/.data
 export PYTHONHASHSEED := 0
+# torch's OpenMP threads sleep when they wait instead of spinning: beside one busy process, a
+# training loop kept 60% of its speed instead of 30% (33% with ACTIVE), at a cost of about 15%
+# when the machine is otherwise idle (benchmarks/results/under-load.md). It must be set before
+# torch is imported, so it is set here for every kernel that make starts; for your own kernel,
+# start Jupyter with it set (see the README).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: book test venv lint unit fast widgets7 integration notebooks bench bench-install clean \
 	assets browser-deps browser colab-check gpu-check

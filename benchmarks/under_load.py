@@ -4,7 +4,8 @@ torch's intra-op threads (GNU OpenMP) spin-wait between parallel regions by defa
 (``OMP_WAIT_POLICY`` unset or ``ACTIVE``): on a machine where another process wants a core,
 the spinning threads take its time slices and training slows far more than the load explains.
 This measures the training loop's step (channels-last ResNet-18, batch 128, fp32 or bf16) in a
-fresh process per case, each policy alone and with one busy process per ``--competitors``, and
+fresh process per case, each setting of :data:`POLICIES` alone and beside ``--competitors`` busy
+processes, and
 writes ``benchmarks/results/under-load.{json,md}``. Each case is repeated ``--repeats`` times,
 alternating, and reported as the median.
 
@@ -27,7 +28,14 @@ from benchmarks.loop_vs_bare import write_text
 from d2lhelpers.machine import cpu_name, usable_cores
 
 RESULTS = Path(__file__).resolve().parent / "results"
-POLICIES = ("ACTIVE", "PASSIVE")
+# Each case's OpenMP settings: torch's default (GNU OpenMP spins 300,000 times, then sleeps),
+# spinning forever, sleeping at once, and a short spin.
+POLICIES = {
+    "default (unset)": {},
+    "OMP_WAIT_POLICY=ACTIVE": {"OMP_WAIT_POLICY": "ACTIVE"},
+    "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"},
+}
 WORKER = """
 import sys, time, torch
 from benchmarks.loop_vs_bare import fresh_net, model_steps, sgd
@@ -52,7 +60,8 @@ def busy(stop_at: float) -> None:
 
 
 def images_per_second(policy: str, competitors: int, args: argparse.Namespace) -> float:
-    env = dict(os.environ, OMP_WAIT_POLICY=policy, PYTHONPATH=str(Path.cwd()))
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env |= POLICIES[policy] | {"PYTHONPATH": str(Path.cwd())}
     rivals = [
         multiprocessing.Process(target=busy, args=(time.time() + 600,)) for _ in range(competitors)
     ]
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Command: `{report['command']}` ({report['finished']}; {report['cpu']}, "
         f"{report['cores']} cores; {args.size} px, {args.precision}, batch 128, 2 threads)",
         "",
-        "| OMP_WAIT_POLICY | alone, img/s | beside "
+        "| OpenMP setting | alone, img/s | beside "
         f"{args.competitors} busy process(es), img/s | kept |",
         "| --- | ---: | ---: | ---: |",
     ]
