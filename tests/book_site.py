@@ -1,8 +1,11 @@
-"""Shared helpers for the tests of the built book (``_build/html``, made by ``make book``)."""
+"""Shared helpers for the tests of the built book (``_build/html``, made by ``make book``) and
+of the maintainers' scripts in ``scripts/``."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -21,3 +24,11 @@ def built_book() -> Path:
 def book_config() -> dict:
     """The book's ``_config.yml``."""
     return yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` imported as a module (the scripts are no package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 
 import nbformat
 import pytest
-from book_site import ROOT
+from book_site import ROOT, load_script
 
 
 @pytest.fixture(scope="module")
 def colab_check():
-    spec = importlib.util.spec_from_file_location("colab_check", ROOT / "scripts/colab_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("colab_check")
 
 
 def test_the_install_is_the_notebooks_command_pointed_at_this_checkout(colab_check) -> None:
@@ -44,10 +40,7 @@ def test_a_notebook_without_the_install_cell_is_refused(colab_check, tmp_path) -
 
 @pytest.fixture(scope="module")
 def nbval_stderr():
-    spec = importlib.util.spec_from_file_location("nbval_stderr", ROOT / "scripts/nbval_stderr.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("nbval_stderr")
 
 
 def test_stderr_with_a_warning_or_an_error_is_a_problem(nbval_stderr) -> None:

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
-from book_site import ROOT
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from book_site import ROOT, load_script
 
 
 @pytest.fixture(scope="module")
 def notebook_runs():
-    return load("notebook_runs")
+    return load_script("notebook_runs")
 
 
 @pytest.fixture(scope="module")
 def cell_times():
-    return load("cell_times")
+    return load_script("cell_times")
 
 
 BOOK_LOG = """\
