@@ -24,6 +24,7 @@ from d2lhelpers.data import (
     Recipe,
     decode_folder,
     random_crop_boxes,
+    resized_crops,
 )
 
 CLASSES = ("hotdog", "not-hotdog")
@@ -747,3 +748,16 @@ def test_batch_of_given_indices_is_what_iteration_yields() -> None:
     first_x, first_y = next(iter(loader))
     batch_x, batch_y = loader.batch(torch.arange(3))
     assert torch.equal(first_x, batch_x) and torch.equal(first_y, batch_y)
+
+
+def test_resized_crops_split_over_threads_are_the_same_crops() -> None:
+    images = torch.rand(5, 3, 20, 20)
+    rois = torch.tensor([[i % 5, 1.0 + i, 2.0, 15.0 - i, 18.0] for i in range(7)])
+    expected = roi_align(images, rois, (8, 8), sampling_ratio=2, aligned=True)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            assert torch.equal(resized_crops(images, rois, 8), expected), n
+    finally:
+        torch.set_num_threads(threads)
