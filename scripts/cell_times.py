@@ -1,22 +1,23 @@
-"""Per-cell execution times of the notebooks as the book build last executed them.
+"""Per-cell execution times of notebooks: each is executed once with nbclient, here.
 
-The book build (``make book``) executes every notebook through jupyter-cache, which keeps the
-executed copy with nbclient's timing metadata (``execute_input`` and ``execute_reply`` per
-cell). This prints, per notebook, its total time and its slowest cells, so that a change's
-effect on each page's time can be read after ``make book`` without running anything again:
+nbclient records every cell's ``execute_input`` and ``execute_reply`` times in its metadata
+(the book's execution cache does not keep them: jupyter-cache runs with ``record_timing`` off).
+This prints each notebook's total and its slowest cells, to see where a page's time goes:
 
-    .venv/bin/python scripts/cell_times.py [--top 8] [--cache _build/.jupyter_cache]
+    .venv/bin/python scripts/cell_times.py chapters/*.ipynb [--top 8]
+
+It is a maintainer's tool, not part of ``make test`` (it executes the notebooks once more).
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from datetime import datetime
 from pathlib import Path
 
-from jupyter_cache import get_cache
-
-ROOT = Path(__file__).resolve().parent.parent
+import nbformat
+from nbclient import NotebookClient
 
 
 def cell_seconds(cell: dict) -> float | None:
@@ -34,35 +35,33 @@ def first_line(source: str) -> str:
     return (lines[0] if lines else source.strip())[:70]
 
 
-def report(cache_path: Path, top: int) -> str:
-    """The report for every notebook executed into the cache at ``cache_path``."""
-    cache = get_cache(cache_path)
-    out = []
-    for record in cache.list_project_records():
-        match = cache.get_cached_project_nb(record.uri)
-        if match is None:
-            continue
-        nb = cache.get_cache_bundle(match.pk).nb
-        timed = [
-            (index, seconds, cell.source)
-            for index, cell in enumerate(nb.cells)
-            if cell.cell_type == "code" and (seconds := cell_seconds(cell)) is not None
-        ]
-        total = sum(seconds for _, seconds, _ in timed)
-        out.append(f"{Path(record.uri).relative_to(ROOT)}: {total:.0f} s in {len(timed)} cells")
-        for index, seconds, source in sorted(timed, key=lambda t: -t[1])[:top]:
-            out.append(f"  cell {index:>2}: {seconds:7.1f} s  {first_line(source)}")
-    return "\n".join(out)
+def report(notebook: Path, top: int) -> str:
+    """Execute ``notebook`` and describe where its time went."""
+    nb = nbformat.read(notebook, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(
+        nb, timeout=1800, resources={"metadata": {"path": str(notebook.parent)}}
+    ).execute()
+    wall = time.perf_counter() - start
+    timed = [
+        (index, seconds, cell.source)
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (seconds := cell_seconds(cell)) is not None
+    ]
+    total = sum(seconds for _, seconds, _ in timed)
+    lines = [f"{notebook}: {wall:.0f} s wall, {total:.0f} s in {len(timed)} cells"]
+    for index, seconds, source in sorted(timed, key=lambda t: -t[1])[:top]:
+        lines.append(f"  cell {index:>2}: {seconds:7.1f} s  {first_line(source)}")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache", type=Path, default=ROOT / "_build" / ".jupyter_cache")
+    parser.add_argument("notebooks", type=Path, nargs="+")
     parser.add_argument("--top", type=int, default=8, help="slowest cells shown per notebook")
     args = parser.parse_args()
-    if not args.cache.exists():
-        raise SystemExit(f"No execution cache at {args.cache}: run `make book` first.")
-    print(report(args.cache, args.top))
+    for notebook in args.notebooks:
+        print(report(notebook, args.top), flush=True)
 
 
 if __name__ == "__main__":
