@@ -174,7 +174,7 @@ def test_the_sweep_panel_renders_as_real_controls(visits: dict) -> None:
     buttons = page.eval_on_selector_all(
         ".jupyter-widgets button", "els => els.map(e => e.innerText.trim())"
     )
-    assert {"Run", "Clear"} <= set(buttons), buttons
+    assert {"运行", "清除"} <= set(buttons), buttons  # the panel's Run and Clear buttons
     assert page.locator(".jupyter-widgets .widget-slider").count() >= 2
     assert page.locator(".jupyter-widgets select[multiple]").count() >= 1
     assert page.locator(".jupyter-widgets input[type=checkbox]").count() >= 2
