@@ -53,12 +53,12 @@ from .fileutil import (
 )
 from .images import BadImageError, list_class_folder, load_rgb
 from .machine import usable_cores
+from .settings import cache_dir_setting
 
 HOTDOG_CLASSES = ("hotdog", "not-hotdog")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CACHE_FORMAT = 3  # 3: raw pixel rows (.u8) written image by image, beside a JSON of metadata
-CACHE_DIR_ENV = "D2LHELPERS_CACHE"
 MAX_TRAIN_STORED_SIZE = 512  # 786,432 bytes per decoded training image
 DEFAULT_RAM_BUDGET = 2 << 30  # bytes of decoded pixels held in memory; above: memory-mapped
 
@@ -177,7 +177,7 @@ def decode_cache_dir(split_dir: str | os.PathLike) -> Path:
     being ``$D2LHELPERS_DATA`` or ``~/.cache/d2lhelpers``.
     """
     parent = Path(split_dir).parent
-    chosen = os.environ.get(CACHE_DIR_ENV)
+    chosen = cache_dir_setting()
     if not chosen:
         beside = parent / ".decoded"
         if is_writable(beside):

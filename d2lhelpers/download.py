@@ -36,9 +36,9 @@ from tqdm.auto import tqdm
 
 from .checks import non_negative_finite, non_negative_int, positive_finite
 from .fileutil import atomic_write, exclusive, move_into_place, remove_leftovers
+from .settings import DATA_SOURCE_ENV
 
 __all__ = [
-    "STANDIN_ENV_VAR",
     "ChecksumError",
     "CorruptArchiveError",
     "DownloadError",
@@ -48,9 +48,6 @@ __all__ = [
     "extraction_problem",
     "sha1_of",
 ]
-
-STANDIN_ENV_VAR = "D2LHELPERS_DATA_SOURCE"
-"""Environment variable that switches the book to its offline stand-in data (value ``standin``)."""
 
 _CHUNK_SIZE = 1 << 16
 _USER_AGENT = "d2lhelpers-download/1.0 (+urllib)"
@@ -206,7 +203,7 @@ def _what_to_do(
     ways = [
         *remedies,
         f"put the file at {dest} by hand (its SHA-1 must be {expected}), or",
-        f"use the offline stand-in data: set the environment variable {STANDIN_ENV_VAR}=standin.",
+        f"use the offline stand-in data: set the environment variable {DATA_SOURCE_ENV}=standin.",
     ]
     why = (
         "A file with another SHA-1 is not the expected one (or was damaged on the way): "

@@ -30,13 +30,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from .settings import DATA_DIR_ENV, data_dir_setting
+
 try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None
 
 __all__ = [
-    "DATA_DIR_ENV",
     "LockTimeoutError",
     "atomic_write",
     "data_dir",
@@ -48,7 +49,6 @@ __all__ = [
     "temporary_pattern",
 ]
 
-DATA_DIR_ENV = "D2LHELPERS_DATA"
 LOCK_TIMEOUT = 3600.0  # seconds to wait for a lock held by another process
 _NO_FLOCK_ERRNOS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}
 _ORPHAN_SECONDS = 60.0  # a lock folder without an owner record this old was abandoned
@@ -71,7 +71,7 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
     takes a lock first (:func:`exclusive`), which names ``D2LHELPERS_DATA`` when it cannot.
     Raises PermissionError naming ``D2LHELPERS_DATA`` when the folder cannot be created.
     """
-    chosen = path or os.environ.get(DATA_DIR_ENV) or Path.home() / ".cache" / "d2lhelpers"
+    chosen = path or data_dir_setting() or Path.home() / ".cache" / "d2lhelpers"
     folder = Path(chosen).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)

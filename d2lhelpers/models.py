@@ -19,7 +19,7 @@ from torchvision.models import ResNet18_Weights, resnet18
 from torchvision.ops import FrozenBatchNorm2d
 
 from .checks import non_negative_int, positive_finite, positive_int
-from .download import STANDIN_ENV_VAR
+from .settings import DATA_SOURCE_ENV
 
 HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
 IMAGENET_HOTDOG_CLASS = 934  # ImageNet-1k: "hotdog, hot dog, red hot"
@@ -72,7 +72,7 @@ def _weights_message(path: Path, cached: bool, err: BaseException) -> str:
         "You can either\n"
         f"  - put that file there by hand, or\n"
         f"  - use the offline stand-in source model: set the environment variable "
-        f"{STANDIN_ENV_VAR}=standin."
+        f"{DATA_SOURCE_ENV}=standin."
     )
 
 

@@ -21,13 +21,13 @@ would be emulated, and cuDNN has no bfloat16 convolutions there).
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-PRECISION_ENV = "D2LHELPERS_PRECISION"  # "auto" (default), "fp32", "bf16" or "fp16"
+from .settings import PRECISION_ENV, precision_setting
+
 BF16_CAPABILITY = (8, 0)
 """The first CUDA compute capability with bfloat16 tensor cores (and cuDNN bf16 convolutions)."""
 FP16_CAPABILITY = (7, 0)
@@ -109,7 +109,7 @@ def cuda_capability(device: torch.device) -> tuple[int, int]:
 def _requested(request: str | None) -> tuple[str, str]:
     """The requested precision in lowercase and where it came from; ValueError if unknown."""
     source = "the argument" if request else f"${PRECISION_ENV}"
-    value = (request or os.environ.get(PRECISION_ENV) or "auto").lower()
+    value = (request or precision_setting() or "auto").lower()
     choices = ("auto", "fp32", "bf16", "fp16")
     if value not in choices:
         raise ValueError(

@@ -33,33 +33,27 @@ from torch import nn
 
 from .data import BatchLoader, Recipe, hotdog_loaders
 from .download import (
-    STANDIN_ENV_VAR,
     ChecksumError,
     download,
     extract_zip,
     extraction_problem,
     sha1_of,
 )
-from .fileutil import DATA_DIR_ENV, data_dir
+from .fileutil import data_dir
 from .models import (
     IMAGENET_HOTDOG_CLASS,
     IMAGENET_WEIGHTS,
     imagenet_resnet18,
     imagenet_weights_path,
 )
+from .settings import DATA_SOURCE_ENV, HOTDOG_URL_ENV, data_source_setting, hotdog_mirrors
 from .standin import SOURCE_HOTDOG_CLASS, source_checkpoint, standin_resnet18, target_set
 
 HOTDOG_URL = "http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip"
 HOTDOG_SHA1 = "fba480ffa8aa7e0febbb511d181409f899b9baa5"
 HOTDOG_ZIP = "hotdog.zip"
-HOTDOG_URL_ENV = "D2LHELPERS_HOTDOG_URL"
-"""Mirrors of the hot dog zip: one URL, or several separated by spaces, tried before HOTDOG_URL."""
-DATA_SOURCE_ENV = STANDIN_ENV_VAR
 KINDS = ("auto", "real", "standin")
 __all__ = [
-    "DATA_DIR_ENV",
-    "DATA_SOURCE_ENV",
-    "HOTDOG_URL_ENV",
     "Workspace",
     "data_dir",
     "hotdog_urls",
@@ -130,7 +124,7 @@ def _weights_cached() -> bool:
 def hotdog_urls() -> list[str]:
     """Where the hot dog zip is downloaded from: the mirrors in ``$D2LHELPERS_HOTDOG_URL`` in
     their order, then :data:`HOTDOG_URL`."""
-    mirrors = os.environ.get(HOTDOG_URL_ENV, "").split()
+    mirrors = hotdog_mirrors()
     for url in mirrors:
         if not url.lower().startswith(("http://", "https://")):
             raise ValueError(
@@ -155,7 +149,7 @@ def prepare(
     kind: str | None = None, data_dir_path: str | os.PathLike | None = None, progress: bool = True
 ) -> Workspace:
     """Choose real or stand-in (see the module docstring) and get the data ready."""
-    kind = (kind or os.environ.get(DATA_SOURCE_ENV) or "auto").lower()
+    kind = (kind or data_source_setting() or "auto").lower()
     if kind not in KINDS:
         raise ValueError(
             f"Unknown data source {kind!r} (argument or ${DATA_SOURCE_ENV}); "
@@ -198,7 +192,7 @@ def _placed_zip_verified(archive: Path) -> bool:
             f"has {HOTDOG_SHA1}: the file is incomplete or another one, and was left as it is. "
             f"Delete it, or replace it with a complete copy from {' or '.join(hotdog_urls())}, "
             f"then run again (without the file, the zip is downloaded, from ${HOTDOG_URL_ENV} "
-            f"first when set); or set {STANDIN_ENV_VAR}=standin to use the offline stand-in."
+            f"first when set); or set {DATA_SOURCE_ENV}=standin to use the offline stand-in."
         )
     return True
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from d2lhelpers import precision
-from d2lhelpers.precision import PRECISION_ENV, choose_precision, cpu_has_native_bf16
+from d2lhelpers.precision import choose_precision, cpu_has_native_bf16
+from d2lhelpers.settings import PRECISION_ENV
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")

@@ -18,8 +18,9 @@ from d2lhelpers.data import Recipe
 from d2lhelpers.download import ChecksumError, extract_zip, sha1_of
 from d2lhelpers.models import IMAGENET_HOTDOG_CLASS
 from d2lhelpers.precision import choose_precision
+from d2lhelpers.settings import HOTDOG_URL_ENV
 from d2lhelpers.train import default_device
-from d2lhelpers.workspace import HOTDOG_URL_ENV, Workspace, data_dir, hotdog_urls, prepare
+from d2lhelpers.workspace import Workspace, data_dir, hotdog_urls, prepare
 
 
 def hotdog_zip(per_class: int = 2) -> bytes:
