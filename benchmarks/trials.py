@@ -26,7 +26,7 @@ from torch import nn
 from torchvision import transforms
 from torchvision.models import resnet18
 
-from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, Recipe, decode_folder
+from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, Recipe, decode_folder, epoch_batches
 from d2lhelpers.fileutil import atomic_write
 from d2lhelpers.finetune import default_weight_decay, fine_tune
 from d2lhelpers.models import find_head, freeze_body, make_target_model
@@ -119,9 +119,8 @@ class ShuffledCentreCrops(BatchLoader):
     """Centre-cropped (test-transform) batches, reshuffled every epoch: frozen-body training."""
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.images), generator=self.generator)
-        for start in range(0, len(order), self.batch_size):
-            yield self.batch(order[start : start + self.batch_size])
+        for index in epoch_batches(len(self.images), self.batch_size, self.generator):
+            yield self.batch(index)
 
 
 def load_source(path: str) -> nn.Module:

@@ -327,6 +327,30 @@ def _check_decoded(images: DecodedImages, split_dir: Path) -> None:
         )
 
 
+def epoch_batches(
+    n: int,
+    batch_size: int,
+    generator: torch.Generator,
+    *,
+    shuffle: bool = True,
+    drop_single: bool = False,
+) -> Iterator[torch.Tensor]:
+    """The index batches of one epoch over ``n`` examples, ``batch_size`` indices each.
+
+    With ``shuffle``, the order is a fresh permutation drawn from ``generator`` (a seeded
+    generator gives the same sequence of epochs); without, it is ``0 .. n - 1`` and
+    ``generator`` is not used. With ``drop_single``, the epoch ends at a batch of one index
+    (BatchNorm cannot normalise a single example): for ``batch_size`` of two or more, only a
+    trailing batch of one is dropped.
+    """
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for start in range(0, n, batch_size):
+        index = order[start : start + batch_size]
+        if drop_single and len(index) == 1:
+            return
+        yield index
+
+
 class BatchLoader:
     """Batches of a :class:`DecodedImages` split, augmented as whole batches on ``device``.
 
@@ -371,12 +395,13 @@ class BatchLoader:
         return full + (1 if rest > 1 or (rest == 1 and not self.train) else 0)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.images)
-        order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
-        for start in range(0, n, self.batch_size):
-            index = order[start : start + self.batch_size]
-            if self.train and len(index) == 1:
-                break
+        for index in epoch_batches(
+            len(self.images),
+            self.batch_size,
+            self.generator,
+            shuffle=self.train,
+            drop_single=self.train,
+        ):
             yield self.batch(index)
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checks import positive_finite, positive_int
-from .data import HOTDOG_CLASSES, BatchLoader, decode_folder
+from .data import HOTDOG_CLASSES, BatchLoader, decode_folder, epoch_batches
 from .finetune import default_weight_decay, fine_tune
 from .models import copy_class_row, find_head, freeze_body, make_target_model
 from .precision import Precision, choose_precision
@@ -67,10 +67,10 @@ class TensorBatches:
         return -(-len(self.y) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.y)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        for start in range(0, n, self.batch_size):
-            index = order[start : start + self.batch_size].to(self.x.device)
+        for index in epoch_batches(
+            len(self.y), self.batch_size, self.generator, shuffle=self.shuffle
+        ):
+            index = index.to(self.x.device)
             yield self.x[index], self.y[index]
 
 

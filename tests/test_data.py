@@ -23,6 +23,7 @@ from d2lhelpers.data import (
     DecodedImages,
     Recipe,
     decode_folder,
+    epoch_batches,
     random_crop_boxes,
     resized_crops,
 )
@@ -377,6 +378,18 @@ def test_same_seed_gives_identical_batches() -> None:
 def test_different_seed_gives_different_batches() -> None:
     a, b = _epochs(seed=5), _epochs(seed=6)
     assert any(not torch.equal(xa, xb) for (xa, _), (xb, _) in zip(a, b, strict=True))
+
+
+def test_epoch_batches_are_seeded_permutations_in_batches() -> None:
+    expected = torch.randperm(9, generator=torch.Generator().manual_seed(3))
+    batches = list(epoch_batches(9, 4, torch.Generator().manual_seed(3)))
+    assert [len(index) for index in batches] == [4, 4, 1]
+    assert torch.equal(torch.cat(batches), expected)
+
+
+def test_epoch_batches_drop_a_trailing_single_and_keep_order_unshuffled() -> None:
+    batches = list(epoch_batches(9, 4, torch.Generator(), shuffle=False, drop_single=True))
+    assert [index.tolist() for index in batches] == [[0, 1, 2, 3], [4, 5, 6, 7]]
 
 
 @pytest.mark.parametrize("side", [20, 19, 21])  # offsets 2, round(1.5), round(2.5)
