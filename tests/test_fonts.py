@@ -26,8 +26,8 @@ from d2lhelpers import fonts
 from d2lhelpers.diagram import finetune_diagram
 from d2lhelpers.plot import plot_histories, show_images, status_label
 from d2lhelpers.sweep import SweepSetting, records_of
+from d2lhelpers.sweep_plots import live_figure, summary_figure
 from d2lhelpers.train import EpochStats, History
-from d2lhelpers.widgets import live_figure, summary_figure
 
 ROOT = Path(__file__).resolve().parent.parent
 

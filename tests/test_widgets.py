@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from d2lhelpers.sweep import RECORD_FIELDS, Sweeper, SweepSetting, records_of
+from d2lhelpers.sweep_plots import live_figure, summary_figure
 from d2lhelpers.train import EpochStats, History
-from d2lhelpers.widgets import SweepPanel, live_figure, summary_figure
+from d2lhelpers.widgets import SweepPanel
 from d2lhelpers.workspace import Workspace
 
 # ipywidgets 7 opens its comms through ipykernel's deprecated Comm class.
