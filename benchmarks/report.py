@@ -23,10 +23,11 @@ from benchmarks.trials import D2L_LEARNING_RATE, HEAD_MULTIPLIER, SIDES
 from d2lhelpers.fileutil import atomic_write
 from d2lhelpers.finetune import default_weight_decay
 from d2lhelpers.machine import cpu_name, usable_cores
+from d2lhelpers.settings import PRECISION_ENV
 
 VERSIONED = ("torch", "torchvision", "d2l", "numpy", "pillow", "pandas", "scipy", "matplotlib")
 ENV_RECORDED = (
-    "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "D2LHELPERS_PRECISION",
+    "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", PRECISION_ENV,
     "CUDA_VISIBLE_DEVICES",
 )  # fmt: skip
 NOTES = [
