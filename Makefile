@@ -19,7 +19,7 @@ export PYTHONHASHSEED := 0
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: book test venv lint unit fast widgets7 integration notebooks bench bench-install clean \
-	assets browser-deps browser colab-check gpu-check
+	assets browser-deps browser colab-check gpu-check oldest
 
 venv: $(STAMP)
 
@@ -124,6 +124,12 @@ test:
 	@mkdir -p _build && rm -f $(RUNS_LOG) _build/book.log
 	$(MAKE) lint unit widgets7 integration colab-check book browser
 	$(BIN)/python scripts/notebook_runs.py $(RUNS_LOG) _build/book.log
+
+# The lower bounds of pyproject.toml, tested: the fast unit tests and the chapter on the stand-in
+# in .venv-oldest (Python 3.10 and exactly the oldest allowed versions; PYTHON310=... if pyenv
+# lacks it). Not part of `make test` (it installs a second torch); run it when a bound changes.
+oldest:
+	bash scripts/oldest_check.sh
 
 # For a machine with a CUDA GPU (never run by `make test`): the CUDA unit tests, the chapter's
 # trainings on the stand-in at 224 px, and the A/B benchmark against d2l on that GPU, written to
