@@ -188,8 +188,7 @@ def decode_cache_dir(split_dir: str | os.PathLike) -> Path:
 
 def _decode_workers() -> int:
     """Threads for decoding: the usable cores, at most 8."""
-    cores = usable_cores()
-    return min(8, cores or 1)
+    return min(8, usable_cores())
 
 
 def _decoded_in_order(items: Sequence[tuple[Path, int]], stored_size: int, desc: str):

@@ -140,16 +140,15 @@ def _train_source(
 ) -> dict:
     """Draw the source set and train a ResNet-18 on it; returns the checkpoint dict."""
     root = source_set(data_dir, spec, progress=progress)
-    train_recipe = Recipe(settings.image_size, scale=(settings.min_crop_scale, 1.0))
-    test_recipe = Recipe(settings.image_size)
+    recipe = Recipe(settings.image_size, scale=(settings.min_crop_scale, 1.0))
     device = default_device()
     torch.manual_seed(settings.seed)
     net = resnet18(num_classes=len(SOURCE_CLASSES)).to(device, memory_format=torch.channels_last)
-    train = decode_folder(root / "train", train_recipe.stored_size, SOURCE_CLASSES)
-    test = decode_folder(root / "test", test_recipe.stored_size, SOURCE_CLASSES)
+    train = decode_folder(root / "train", recipe.stored_size, SOURCE_CLASSES)
+    test = decode_folder(root / "test", recipe.stored_size, SOURCE_CLASSES)
     kwargs = {"device": device, "seed": settings.seed}
-    train_iter = BatchLoader(train, settings.batch_size, train_recipe, train=True, **kwargs)
-    test_iter = BatchLoader(test, 256, test_recipe, train=False, **kwargs)
+    train_iter = BatchLoader(train, settings.batch_size, recipe, train=True, **kwargs)
+    test_iter = BatchLoader(test, 256, recipe, train=False, **kwargs)
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
