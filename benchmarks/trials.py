@@ -26,9 +26,9 @@ from torch import nn
 from torchvision import transforms
 from torchvision.models import resnet18
 
-from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, Recipe, decode_folder, epoch_batches
+from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, HotdogData, Recipe, decode_folder
 from d2lhelpers.fileutil import atomic_write
-from d2lhelpers.finetune import default_weight_decay, fine_tune
+from d2lhelpers.finetune import default_weight_decay, train_fine_tuning
 from d2lhelpers.models import find_head, freeze_body, make_target_model
 from d2lhelpers.precision import choose_precision, cpu_has_native_bf16
 from d2lhelpers.sweep import Sweeper, SweepSetting
@@ -103,24 +103,16 @@ class SavedSourceWorkspace(Workspace):
         return resnet18_of(self.source_state).eval()
 
 
-class TimedWorkspace(SavedSourceWorkspace):
-    """A :class:`SavedSourceWorkspace` whose loaders are wrapped in :class:`TimedBatches`."""
+class TimedData(HotdogData):
+    """:class:`HotdogData` whose loaders are wrapped in :class:`TimedBatches`."""
 
     timed: tuple[TimedBatches, TimedBatches]
 
-    def loaders(self, batch_size: int, device: torch.device | str = "cpu", seed: int = 0):
-        train, test = super().loaders(batch_size, device, seed)
+    def loaders(self, batch_size, device="cpu", seed=0, augment=True):
+        train, test = super().loaders(batch_size, device, seed, augment)
         device = torch.device(device)
         self.timed = (TimedBatches(train, device), TimedBatches(test, device))
         return self.timed
-
-
-class ShuffledCentreCrops(BatchLoader):
-    """Centre-cropped (test-transform) batches, reshuffled every epoch: frozen-body training."""
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for index in epoch_batches(len(self.images), self.batch_size, self.generator):
-            yield self.batch(index)
 
 
 def load_source(path: str) -> nn.Module:
@@ -277,27 +269,28 @@ def parse_d2l_output(text: str) -> dict[str, float | None]:
 
 
 def run_ours(trial: Trial, device: torch.device) -> dict[str, Any]:
-    """``d2lhelpers.finetune.fine_tune`` with the same steps as d2l's (mean loss, scaled)."""
-    workspace = workspace_of(trial, TimedWorkspace)
+    """The chapter's ``train_fine_tuning`` with the same steps as d2l's (mean loss, scaled)."""
+    workspace = workspace_of(trial)
+    data = TimedData(**vars(workspace.data()))
     net = target_model(load_source(trial.source_path), trial.seed)
     digest = state_digest(net)
     rss_ready = peak_rss_mib()
     sync(device)
     start = time.perf_counter()
-    history = fine_tune(
+    history = train_fine_tuning(
         net,
         D2L_LEARNING_RATE * trial.batch_size,
-        workspace,
+        data,
         batch_size=trial.batch_size,
         num_epochs=trial.epochs,
         head_multiplier=HEAD_MULTIPLIER,
         seed=trial.seed,
         device=device,
-        progress=False,
+        live=False,
     )
     sync(device)
     wall = time.perf_counter() - start
-    train_iter, test_iter = workspace.timed
+    train_iter, test_iter = data.timed
     last = history.final
     return {
         "wall_seconds": wall,
@@ -316,7 +309,10 @@ def run_ours(trial: Trial, device: torch.device) -> dict[str, Any]:
 def frozen_settings(trial: Trial) -> list[SweepSetting]:
     """The sweep: head multipliers 1-20 at the chapter's body rate (mean-loss terms)."""
     rate = D2L_LEARNING_RATE * trial.batch_size
-    return [SweepSetting(rate, m, trial.epochs, freeze_body=True) for m in FROZEN_MULTIPLIERS]
+    return [
+        SweepSetting(rate, m, trial.epochs, freeze_body=True, seed=trial.seed)
+        for m in FROZEN_MULTIPLIERS
+    ]
 
 
 def run_frozen_sweeper(trial: Trial, device: torch.device) -> dict[str, Any]:
@@ -325,9 +321,7 @@ def run_frozen_sweeper(trial: Trial, device: torch.device) -> dict[str, Any]:
     rss_ready = peak_rss_mib()
     sync(device)
     start = time.perf_counter()
-    sweeper = Sweeper(
-        workspace_of(trial), batch_size=trial.batch_size, seed=trial.seed, device=device
-    )
+    sweeper = Sweeper(workspace_of(trial), batch_size=trial.batch_size, device=device)
     sweeper.features()
     sync(device)
     features = time.perf_counter() - start
@@ -348,21 +342,24 @@ def run_frozen_sweeper(trial: Trial, device: torch.device) -> dict[str, Any]:
 
 
 def run_frozen_full(trial: Trial, device: torch.device) -> dict[str, Any]:
-    """The same sweep through the whole frozen network (full forward every batch)."""
+    """The same sweep through the whole frozen network (full forward every batch), on the
+    Sweeper's training images (the training set less its validation split)."""
     settings = frozen_settings(trial)
     workspace, recipe = workspace_of(trial), Recipe(trial.size)
     precision = choose_precision(device)
     rss_ready = peak_rss_mib()
     sync(device)
     start = time.perf_counter()
-    root, kwargs = Path(trial.data_root), {"device": device, "seed": trial.seed}
-    train = decode_folder(root / "train", recipe.stored_size, HOTDOG_CLASSES)
-    test = decode_folder(root / "test", recipe.stored_size, HOTDOG_CLASSES)
+    kwargs = {"device": device, "seed": trial.seed}
+    data = workspace.data()
+    train, test = data.split_validation().train.resized(recipe.stored_size), data.held_out
     accs = []
     for setting in settings:
         net = freeze_body(target_model(workspace.source_model(), trial.seed))
         net = net.to(device, memory_format=torch.channels_last)
-        train_iter = ShuffledCentreCrops(train, trial.batch_size, recipe, train=False, **kwargs)
+        train_iter = BatchLoader(
+            train, trial.batch_size, recipe, train=True, augment=False, **kwargs
+        )
         test_iter = BatchLoader(test, 2 * trial.batch_size, recipe, train=False, **kwargs)
         optimizer = torch.optim.SGD(
             find_head(net).layer.parameters(),

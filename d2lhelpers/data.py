@@ -23,6 +23,7 @@ than the test split, so that small crops are less blurry than a test-resolution 
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.ops import roi_align
+from torchvision.transforms.functional import resize
 from tqdm.auto import tqdm
 
 from .checks import finite_range, non_negative_int, positive_finite, positive_int
@@ -133,6 +135,23 @@ class DecodedImages:
         if self.sizes is None:
             return torch.full((len(index), 2), float(self.stored_size))
         return self.sizes[index].float()
+
+    def subset(self, index: torch.Tensor) -> DecodedImages:
+        """The images at ``index`` (a 1-D int64 tensor), in that order, as a new split."""
+        pixels, labels = self.gather(index)
+        keep = index.tolist()
+        sizes = None if self.sizes is None else self.sizes[index]
+        paths = [self.paths[i] for i in keep]
+        return DecodedImages(pixels, labels, paths, self.classes, list(self.skipped), sizes)
+
+    def resized(self, side: int) -> DecodedImages:
+        """The same images squashed to ``side`` x ``side`` (antialiased); ``self`` when they
+        already are."""
+        side = positive_int("side", side)
+        if side == self.stored_size:
+            return self
+        pixels = resize(torch.as_tensor(self.pixels), [side, side], antialias=True)
+        return dataclasses.replace(self, pixels=pixels)
 
     def gather(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The uint8 images and labels at ``index`` (a 1-D int64 tensor)."""
@@ -326,6 +345,12 @@ def _check_decoded(images: DecodedImages, split_dir: Path) -> None:
         )
 
 
+def batches_per_epoch(n: int, batch_size: int, *, drop_single: bool = False) -> int:
+    """How many batches :func:`epoch_batches` gives for ``n`` examples."""
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest > 1 or (rest == 1 and not drop_single) else 0)
+
+
 def epoch_batches(
     n: int,
     batch_size: int,
@@ -353,9 +378,10 @@ def epoch_batches(
 class BatchLoader:
     """Batches of a :class:`DecodedImages` split, augmented as whole batches on ``device``.
 
-    Training batches are reshuffled every epoch from a seeded generator, so the same seed gives
-    the same sequence of batches. A trailing training batch of one image is dropped (BatchNorm
-    cannot normalise a single example).
+    Training batches (``train``) are reshuffled every epoch from a seeded generator, so the same
+    seed gives the same sequence of batches, and a trailing batch of one image is dropped
+    (BatchNorm cannot normalise a single example). ``augment`` (default: ``train``) takes random
+    resized crops with flips; without it, every image gets the test transform, a centre crop.
     """
 
     def __init__(
@@ -365,6 +391,7 @@ class BatchLoader:
         recipe: Recipe,
         *,
         train: bool,
+        augment: bool | None = None,
         device: torch.device | str = "cpu",
         seed: int = 0,
         channels_last: bool = True,
@@ -380,6 +407,7 @@ class BatchLoader:
                 f"decode with stored_size={recipe.stored_size}."
             )
         self.images, self.batch_size, self.recipe, self.train = images, batch_size, recipe, train
+        self.augment = train if augment is None else augment
         self.device = torch.device(device)
         self.channels_last = channels_last
         self.generator = torch.Generator().manual_seed(seed)
@@ -389,9 +417,7 @@ class BatchLoader:
         self._staging: torch.Tensor | None = None  # float copy of a batch's uint8 images
 
     def __len__(self) -> int:
-        n = len(self.images)
-        full, rest = divmod(n, self.batch_size)
-        return full + (1 if rest > 1 or (rest == 1 and not self.train) else 0)
+        return batches_per_epoch(len(self.images), self.batch_size, drop_single=self.train)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for index in epoch_batches(
@@ -415,7 +441,7 @@ class BatchLoader:
         if self.device.type == "cuda":
             pixels = pixels.pin_memory()
         pixels = pixels.to(self.device, non_blocking=True)
-        if self.train:
+        if self.augment:
             x = self._random_crops(pixels, self.images.photo_sizes(index))
         else:
             x = self._center_crops(pixels)
@@ -498,27 +524,82 @@ def random_crop_boxes(
     return torch.stack([x1 * to_x, y1 * to_y, (x1 + w) * to_x, (y1 + h) * to_y], dim=1)
 
 
-def hotdog_loaders(
-    root: str | os.PathLike,
-    batch_size: int,
-    recipe: Recipe,
-    *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    cache_dir: str | os.PathLike | None = None,
-) -> tuple[BatchLoader, BatchLoader]:
-    """Training and test loaders of a hot dog folder ``root/{train,test}/{hotdog,not-hotdog}``.
+def stratified_split(
+    labels: torch.Tensor, fraction: float, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (kept, held out): ``fraction`` of every class held out, drawn with ``seed``.
+
+    Each class holds out ``round(fraction * count)`` images (at least one, and one fewer than
+    it has at most); both index tensors are sorted.
+    """
+    fraction = positive_finite("fraction", fraction)
+    if fraction >= 1:
+        raise ValueError(f"fraction must lie in (0, 1), got {fraction!r}.")
+    generator = torch.Generator().manual_seed(seed)
+    held = []
+    for label in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == label).flatten()
+        if len(members) < 2:
+            raise ValueError(
+                f"Class {label} has {len(members)} image(s): a validation split needs at least "
+                "two per class."
+            )
+        n = min(max(round(fraction * len(members)), 1), len(members) - 1)
+        held.append(members[torch.randperm(len(members), generator=generator)[:n]])
+    held_out = torch.sort(torch.cat(held)).values
+    mask = torch.ones(len(labels), dtype=torch.bool)
+    mask[held_out] = False
+    return torch.nonzero(mask).flatten(), held_out
+
+
+@dataclass
+class HotdogData:
+    """The decoded training images and the held-out images each epoch is evaluated on (the
+    test set, or a validation split of the training set), with the image recipe."""
+
+    train: DecodedImages
+    held_out: DecodedImages
+    recipe: Recipe
+
+    def loaders(
+        self,
+        batch_size: int,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        augment: bool = True,
+    ) -> tuple[BatchLoader, BatchLoader]:
+        """Training batches (reshuffled from ``seed``; random crops and flips, or with
+        ``augment=False`` the test transform) and held-out batches (centre crops, in batches
+        twice as large), both prepared on ``device``."""
+        batch_size = positive_int("batch_size", batch_size, minimum=2)
+        train = self.train if augment else self.train.resized(self.recipe.stored_size)
+        return (
+            BatchLoader(train, batch_size, self.recipe, train=True, augment=augment,
+                        device=device, seed=seed),
+            BatchLoader(self.held_out, 2 * batch_size, self.recipe, train=False, device=device),
+        )  # fmt: skip
+
+    def split_validation(self, fraction: float = 0.2, seed: int = 0) -> HotdogData:
+        """Training images without a stratified validation split, and that split held out.
+
+        The validation images are cut from the training-resolution cache to the test
+        resolution, so they are prepared exactly as test images are.
+        """
+        kept, held = stratified_split(self.train.labels, fraction, seed)
+        validation = self.train.subset(held).resized(self.recipe.stored_size)
+        return HotdogData(self.train.subset(kept), validation, self.recipe)
+
+
+def hotdog_data(
+    root: str | os.PathLike, recipe: Recipe, cache_dir: str | os.PathLike | None = None
+) -> HotdogData:
+    """The training and test images of a hot dog folder ``root/{train,test}/{hotdog,not-hotdog}``.
 
     Each split is decoded once (training images at ``recipe.train_stored_size``, test images at
     ``recipe.stored_size``) and cached in ``cache_dir`` (default: :func:`decode_cache_dir`, which
-    avoids a read-only ``root``); the test loader evaluates in batches twice as large.
-    ``batch_size`` is checked (at least 2) before anything is decoded.
+    avoids a read-only ``root``).
     """
-    batch_size = positive_int("batch_size", batch_size, minimum=2)
     root = Path(root)
     train = decode_folder(root / "train", recipe.train_stored_size, cache_dir=cache_dir)
     test = decode_folder(root / "test", recipe.stored_size, cache_dir=cache_dir)
-    return (
-        BatchLoader(train, batch_size, recipe, train=True, device=device, seed=seed),
-        BatchLoader(test, 2 * batch_size, recipe, train=False, device=device),
-    )
+    return HotdogData(train, test, recipe)

@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 from torchvision.ops import FrozenBatchNorm2d
 
-from .checks import non_negative_int, positive_finite, positive_int
+from .checks import non_negative_int, positive_int
 from .settings import DATA_SOURCE_ENV
 
 HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
@@ -123,22 +123,6 @@ def make_target_model(source: nn.Module, num_classes: int) -> nn.Module:
     return target
 
 
-def param_groups(net: nn.Module, learning_rate: float, head_multiplier: float = 10.0) -> list[dict]:
-    """Optimizer groups: the body at ``learning_rate``, the output layer at ``x head_multiplier``.
-
-    Parameters with ``requires_grad=False`` (a frozen body) are left out.
-    """
-    learning_rate = positive_finite("learning_rate", learning_rate)
-    head_multiplier = positive_finite("head_multiplier", head_multiplier)
-    head_ids = {id(p) for p in find_head(net).layer.parameters()}
-    body = [p for p in net.parameters() if id(p) not in head_ids and p.requires_grad]
-    head = [p for p in net.parameters() if id(p) in head_ids and p.requires_grad]
-    groups = [{"params": head, "lr": learning_rate * head_multiplier, "name": "head"}]
-    if body:
-        groups.insert(0, {"params": body, "lr": learning_rate, "name": "body"})
-    return groups
-
-
 def freeze_body(net: nn.Module) -> nn.Module:
     """Freeze every layer before the output layer; only the output layer keeps training.
 
@@ -171,12 +155,18 @@ def _freeze_batchnorm(module: nn.Module) -> None:
 
 
 def copy_class_row(
-    target: nn.Module, source: nn.Module, source_class: int, target_class: int
+    target: nn.Module,
+    source: nn.Module,
+    source_class: int,
+    target_class: int,
+    other_row_negated: bool = False,
 ) -> None:
     """Initialise row ``target_class`` of the target's output layer from the source's class row.
 
     E.g. ImageNet class 934 ("hotdog") of the source model into the hot dog row (0) of the new
-    two-class head: weight row and bias are copied.
+    two-class head: weight row and bias are copied. With ``other_row_negated`` (a two-class
+    head only) the other row becomes its negative, so that the head starts as the source
+    model's own detector for that class: the logits are (s, -s) for its class score s.
     """
     source_class = non_negative_int("source_class", source_class)
     target_class = non_negative_int("target_class", target_class)
@@ -193,6 +183,13 @@ def copy_class_row(
         raise ValueError(
             f"Head input sizes differ: source {src.in_features}, target {dst.in_features}."
         )
+    if other_row_negated and dst.out_features != 2:
+        raise ValueError(
+            f"other_row_negated needs a two-class output layer, got {dst.out_features} classes."
+        )
     with torch.no_grad():
         dst.weight[target_class].copy_(src.weight[source_class])
         dst.bias[target_class].copy_(src.bias[source_class])
+        if other_row_negated:
+            dst.weight[1 - target_class].copy_(-src.weight[source_class])
+            dst.bias[1 - target_class].copy_(-src.bias[source_class])

@@ -12,6 +12,9 @@ unset.
 * ``D2LHELPERS_HOTDOG_URL``: mirrors of the hot dog zip, one URL or several separated by
   spaces, tried in order before the official URL; default none.
 * ``D2LHELPERS_PRECISION``: ``auto`` (default), ``fp32``, ``bf16`` or ``fp16``.
+* ``D2LHELPERS_SHORT_RUN``: ``1`` shortens the chapter's settings to one epoch and one seed,
+  for checks that only run the pages' code paths (the pages say so when it is set); default
+  unset (the full settings).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ CACHE_DIR_ENV = "D2LHELPERS_CACHE"
 DATA_SOURCE_ENV = "D2LHELPERS_DATA_SOURCE"
 HOTDOG_URL_ENV = "D2LHELPERS_HOTDOG_URL"
 PRECISION_ENV = "D2LHELPERS_PRECISION"
+SHORT_RUN_ENV = "D2LHELPERS_SHORT_RUN"
 
 
 def _value(name: str) -> str | None:
@@ -53,3 +57,15 @@ def hotdog_mirrors() -> list[str]:
 def precision_setting() -> str | None:
     """``$D2LHELPERS_PRECISION`` as written (``auto``, ``fp32``, ``bf16``, ``fp16``); None: auto."""
     return _value(PRECISION_ENV)
+
+
+def short_run_setting() -> bool:
+    """Whether ``$D2LHELPERS_SHORT_RUN`` asks for the short settings (``1``; ``0`` or unset: no).
+
+    Any other value is an error naming the variable."""
+    value = _value(SHORT_RUN_ENV)
+    if value not in (None, "0", "1"):
+        raise ValueError(
+            f"${SHORT_RUN_ENV} is {value!r}; set it to 1 (short run) or 0, or unset it."
+        )
+    return value == "1"

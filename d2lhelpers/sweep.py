@@ -17,36 +17,54 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checks import positive_finite, positive_int
-from .data import HOTDOG_CLASSES, BatchLoader, decode_folder, epoch_batches
-from .finetune import default_weight_decay, fine_tune
+from .checks import non_negative_int, positive_finite, positive_int
+from .data import HOTDOG_CLASSES, BatchLoader, batches_per_epoch, epoch_batches
+from .finetune import default_weight_decay, train_fine_tuning
 from .models import copy_class_row, find_head, freeze_body, make_target_model
 from .precision import Precision, choose_precision
-from .train import History, default_device, fit
+from .train import History, default_device, evaluate, fit
 from .workspace import Workspace
 
 HOTDOG_ROW = HOTDOG_CLASSES.index("hotdog")
 RECORD_FIELDS = (
-    "run", "learning_rate", "head_multiplier", "head_lr", "num_epochs", "freeze_body",
-    "init_hotdog_row", "epoch", "train_loss", "train_acc", "test_acc", "seconds", "status",
+    "run", "seed", "learning_rate", "head_multiplier", "head_lr", "num_epochs", "freeze_body",
+    "augment", "init_hotdog_row", "epoch", "train_loss", "train_acc", "val_acc", "test_acc",
+    "seconds", "status",
 )  # fmt: skip
+SETTING_FIELDS = (
+    "learning_rate",
+    "head_multiplier",
+    "num_epochs",
+    "freeze_body",
+    "augment",
+    "init_hotdog_row",
+)  # what a setting is, without its seed: runs that differ only in seed are repeats
 
 
 @dataclass(frozen=True)
 class SweepSetting:
-    """One run of a sweep. ``learning_rate`` is the body's; the head gets x ``head_multiplier``."""
+    """One run of a sweep. ``learning_rate`` is the body's; the head gets x ``head_multiplier``.
+
+    ``seed`` draws the new output layer's weights and the batches' order and augmentation.
+    ``augment=False`` trains on the test transform; a frozen body always does (its features are
+    computed once). ``init_hotdog_row`` starts the hot-dog row of the output layer from the
+    source model's hot-dog class, and the other row from its negative.
+    """
 
     learning_rate: float
     head_multiplier: float = 10.0
     num_epochs: int = 5
     freeze_body: bool = False
     init_hotdog_row: bool = False
+    augment: bool = True
+    seed: int = 0
 
     def __post_init__(self) -> None:
         positive_finite("learning_rate", self.learning_rate)
         positive_finite("head_multiplier", self.head_multiplier)
         positive_int("num_epochs", self.num_epochs)
-        for name in ("freeze_body", "init_hotdog_row"):
+        non_negative_int("seed", self.seed)
+        for name in ("freeze_body", "init_hotdog_row", "augment"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
 
@@ -64,7 +82,7 @@ class TensorBatches:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return -(-len(self.y) // self.batch_size)
+        return batches_per_epoch(len(self.y), self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for index in epoch_batches(
@@ -96,127 +114,192 @@ def compute_features(
     return torch.cat(features), torch.cat(labels)
 
 
+Progress = Callable[[int, int], None]  # (batches done in this run, batches in this run)
+
+
 class Sweeper:
-    """Runs sweeps on one workspace; keeps the frozen body's features between sweeps."""
+    """Runs sweeps on one workspace: every run trains on the training images less a validation
+    split, is evaluated on that split after every epoch, and on the test set once, at its end.
+
+    Choosing settings by ``val_acc`` and reporting the chosen run's ``test_acc`` keeps the test
+    set out of the choice. The frozen body's features are kept between sweeps.
+    """
 
     def __init__(
         self,
         workspace: Workspace,
         batch_size: int = 128,
-        seed: int = 0,
+        validation_fraction: float = 0.2,
         device: torch.device | None = None,
     ) -> None:
         batch_size = positive_int("batch_size", batch_size, minimum=2)
-        self.workspace, self.batch_size, self.seed = workspace, batch_size, seed
+        self.workspace, self.batch_size = workspace, batch_size
         self.device = device or default_device()
         self.precision = choose_precision(self.device)
         self.source = workspace.source_model()
-        self._features: tuple[TensorBatches, TensorBatches] | None = None
+        full = workspace.data()
+        self.data = full.split_validation(validation_fraction)  # train less validation, validation
+        self.test_images = full.held_out
+        self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
         self.feature_seconds: float | None = None  # time spent computing the features once
+
+    @property
+    def features_ready(self) -> bool:
+        """Whether the frozen body's features are computed (the first frozen run computes them)."""
+        return self._features is not None
 
     def run(
         self,
         settings: Sequence[SweepSetting],
         on_run: Callable[[list[dict]], None] | None = None,
         progress: bool = True,
+        on_progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[dict]:
         """Train one model per setting; returns one record per run and epoch.
 
-        ``on_run`` is called with all records so far after every run. A run whose loss stops
-        being finite is recorded as "diverged at epoch e" (its accuracies None, never NaN).
+        ``on_run`` is called with all records so far after every run; ``on_progress`` after
+        every batch of a run. ``should_stop`` is asked between batches: when it answers True the
+        run ends, is recorded as "stopped", and no later setting runs. A run whose loss stops
+        being finite or explodes is recorded as "diverged at epoch e" (its accuracies None).
         """
         records: list[dict] = []
         for run, setting in enumerate(tqdm(settings, desc="sweep", disable=not progress)):
-            history = self.train(setting)
-            records.extend(records_of(run, setting, history))
+            history, test_acc = self.train(setting, on_progress, should_stop)
+            records.extend(records_of(run, setting, history, test_acc))
             if on_run is not None:
                 on_run(records)
+            if history.status == "stopped":
+                break
         return records
 
     def target_model(self, setting: SweepSetting) -> nn.Module:
-        """The target model for ``setting``: same seed, so every run starts from one head."""
-        torch.manual_seed(self.seed)
-        net = make_target_model(self.source, len(HOTDOG_CLASSES))
+        """The target model for ``setting``, its new output layer drawn from ``setting.seed``
+        (the global random state is left as it was)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(setting.seed)
+            net = make_target_model(self.source, len(HOTDOG_CLASSES))
         if setting.init_hotdog_row:
-            copy_class_row(net, self.source, self.workspace.source_hotdog_class, HOTDOG_ROW)
+            copy_class_row(
+                net, self.source, self.workspace.source_hotdog_class, HOTDOG_ROW,
+                other_row_negated=True,
+            )  # fmt: skip
         return net
 
-    def train(self, setting: SweepSetting) -> History:
+    def train(
+        self,
+        setting: SweepSetting,
+        on_progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> tuple[History, float | None]:
+        """Train one run; returns its History (validation accuracy per epoch) and its test
+        accuracy (None unless it ended "ok")."""
         net = self.target_model(setting)
         if setting.freeze_body:
-            return self.train_head(find_head(net).layer, setting)
-        return fine_tune(
-            net,
-            setting.learning_rate,
-            self.workspace,
-            batch_size=self.batch_size,
-            num_epochs=setting.num_epochs,
-            head_multiplier=setting.head_multiplier,
-            seed=self.seed,
-            device=self.device,
-            progress=False,
-        )
+            return self.train_head(find_head(net).layer, setting, on_progress, should_stop)
+        batches = batches_per_epoch(len(self.data.train), self.batch_size, drop_single=True)
+        history = train_fine_tuning(
+            net, setting.learning_rate, self.data, self.batch_size, setting.num_epochs,
+            head_multiplier=setting.head_multiplier, seed=setting.seed, augment=setting.augment,
+            device=self.device, live=False, should_stop=should_stop,
+            on_batch=_per_run(on_progress, setting.num_epochs, batches),
+        )  # fmt: skip
+        test = BatchLoader(self.test_images, 2 * self.batch_size, self.data.recipe, train=False,
+                           device=self.device)  # fmt: skip
+        return history, self._test_accuracy(history, net, test, self.precision)
 
-    def train_head(self, head: nn.Linear, setting: SweepSetting) -> History:
+    def train_head(
+        self,
+        head: nn.Linear,
+        setting: SweepSetting,
+        on_progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> tuple[History, float | None]:
         """Train only ``head`` on the cached features of the frozen source body."""
-        train_batches, test_batches = self.features()
+        features = self.features()
+        train = TensorBatches(*features["train"], self.batch_size, True, setting.seed)
+        validation = TensorBatches(*features["validation"], 2 * self.batch_size, False)
+        test = TensorBatches(*features["test"], 2 * self.batch_size, False)
         head = head.to(self.device)
         head_lr = setting.learning_rate * setting.head_multiplier
         optimizer = torch.optim.SGD(
             head.parameters(), lr=head_lr, weight_decay=default_weight_decay(self.batch_size)
         )
-        return fit(
-            head,
-            train_batches,
-            test_batches,
-            optimizer,
-            setting.num_epochs,
-            device=self.device,
-            precision=choose_precision(self.device, "fp32"),
-            hparams=asdict(setting),
-            progress=False,
-        )
+        fp32 = choose_precision(self.device, "fp32")
+        history = fit(
+            head, train, validation, optimizer, setting.num_epochs, device=self.device,
+            precision=fp32, hparams=asdict(setting), progress=False, should_stop=should_stop,
+            on_batch=_per_run(on_progress, setting.num_epochs, len(train)),
+        )  # fmt: skip
+        return history, self._test_accuracy(history, head, test, fp32)
 
-    def features(self) -> tuple[TensorBatches, TensorBatches]:
-        """Training and test features of the frozen source body, computed on first use."""
+    @staticmethod
+    def _test_accuracy(history: History, net: nn.Module, test, precision: Precision):
+        return evaluate(net, test, precision) if history.status == "ok" else None
+
+    def features(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Features and labels of the frozen source body for the training, validation and test
+        images (centre crops), computed on first use."""
         if self._features is None:
             start = time.perf_counter()
             body = frozen_body_of(self.source).to(self.device, memory_format=torch.channels_last)
-            recipe, root = self.workspace.recipe, self.workspace.root
-            batches = []
-            for split, shuffle in (("train", True), ("test", False)):
-                images = decode_folder(
-                    root / split, recipe.stored_size, HOTDOG_CLASSES, self.workspace.cache_dir
+            recipe, side = self.data.recipe, self.data.recipe.stored_size
+            splits = {
+                "train": self.data.train.resized(side),
+                "validation": self.data.held_out,
+                "test": self.test_images,
+            }
+            self._features = {
+                name: compute_features(
+                    body,
+                    BatchLoader(images, 256, recipe, train=False, device=self.device),
+                    self.precision,
                 )
-                loader = BatchLoader(images, 256, recipe, train=False, device=self.device)
-                x, y = compute_features(body, loader, self.precision)
-                batches.append(TensorBatches(x, y, self.batch_size, shuffle, self.seed))
-            self._features = (batches[0], batches[1])
+                for name, images in splits.items()
+            }
             self.feature_seconds = time.perf_counter() - start
         return self._features
 
 
-def records_of(run: int, setting: SweepSetting, history: History) -> list[dict]:
-    """Tidy records of one run: one per completed epoch, plus one for a diverged epoch.
+def _per_run(on_progress: Progress | None, epochs: int, batches: int):
+    """``fit``'s per-batch callback as (batches done in the run, batches in the run)."""
+    if on_progress is None:
+        return None
+    done = iter(range(1, epochs * batches + 1))
+    return lambda _batch: on_progress(next(done, epochs * batches), epochs * batches)
 
-    ``seconds`` is the epoch's training time (its evaluation excluded), None for a diverged one.
+
+def records_of(
+    run: int, setting: SweepSetting, history: History, test_acc: float | None = None
+) -> list[dict]:
+    """Tidy records of one run: one per completed epoch, plus one for the epoch where it
+    diverged or was stopped (its numbers None).
+
+    ``val_acc`` is the validation accuracy after the epoch; ``test_acc`` (measured once, at the
+    end of a run that ended "ok") is on the last record only. ``seconds`` is the epoch's
+    training time (its evaluation excluded).
     """
     base = {
         "run": run,
         **asdict(setting),
+        "augment": setting.augment and not setting.freeze_body,  # frozen: features of centre crops
         "head_lr": setting.learning_rate * setting.head_multiplier,
     }
     status = history.status_text()
     rows = [
         {**base, "epoch": e.epoch, "train_loss": e.train_loss, "train_acc": e.train_acc,
-         "test_acc": e.test_acc, "seconds": e.seconds, "status": status}
+         "val_acc": e.test_acc, "test_acc": None, "seconds": e.seconds, "status": status}
         for e in history.epochs
     ]  # fmt: skip
-    if history.status == "diverged":
-        rows.append(
-            {**base, "epoch": history.diverged_at[0], "train_loss": None, "train_acc": None,
-             "test_acc": None, "seconds": None, "status": status}
-        )  # fmt: skip
+    if history.status in ("diverged", "stopped"):
+        epoch = history.diverged_at[0] if history.diverged_at else len(history.epochs) + 1
+        if epoch <= setting.num_epochs:
+            rows.append(
+                {**base, "epoch": epoch, "train_loss": None, "train_acc": None, "val_acc": None,
+                 "test_acc": None, "seconds": None, "status": status}
+            )  # fmt: skip
+    if rows and test_acc is not None:
+        rows[-1]["test_acc"] = test_acc
     return [{key: row[key] for key in RECORD_FIELDS} for row in rows]
 
 
@@ -231,3 +314,38 @@ def records_by_run(records: Sequence[dict]) -> list[list[dict]]:
 def final_records(records: Sequence[dict]) -> list[dict]:
     """The last record of every run (its final epoch, or the epoch where it diverged)."""
     return [run[-1] for run in records_by_run(records)]
+
+
+def setting_of(record: dict) -> tuple:
+    """The setting a record belongs to, without its seed (see :data:`SETTING_FIELDS`)."""
+    return tuple(record[name] for name in SETTING_FIELDS)
+
+
+def seed_summary(records: Sequence[dict], key: str = "val_acc") -> list[dict]:
+    """One row per setting over its seeds' final records: the setting's fields, ``seeds``,
+    ``mean``, ``low`` and ``high`` of ``key`` (over the runs that have it), and ``failed``
+    (how many runs diverged or stopped). Settings in order of their first run."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in final_records(records):
+        groups.setdefault(setting_of(record), []).append(record)
+    rows = []
+    for group in groups.values():
+        values = [r[key] for r in group if r[key] is not None]
+        rows.append({
+            **{name: group[0][name] for name in SETTING_FIELDS},
+            "head_lr": group[0]["head_lr"],
+            "seeds": [r["seed"] for r in group],
+            "mean": sum(values) / len(values) if values else None,
+            "low": min(values, default=None),
+            "high": max(values, default=None),
+            "failed": sum(r["status"] != "ok" for r in group),
+            "statuses": [r["status"] for r in group],
+        })  # fmt: skip
+    return rows
+
+
+def within_noise(a: dict, b: dict) -> bool:
+    """Whether two :func:`seed_summary` rows' seed ranges overlap (a difference in noise)."""
+    if a["mean"] is None or b["mean"] is None:
+        return False
+    return a["low"] <= b["high"] and b["low"] <= a["high"]

@@ -2,7 +2,8 @@
 
 The loss is the *mean* cross-entropy over a batch (PyTorch's default). d2l's chapter sums the
 loss over the batch instead; its learning rates are therefore 128x smaller for a batch of 128,
-and its weight decay is 128x larger in relative terms (see :func:`summed_to_mean`).
+and its weight decay is 128x larger in relative terms
+(see :func:`~d2lhelpers.finetune.default_weight_decay`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .checks import positive_int
 from .precision import Precision, choose_precision
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # mean loss of (logits, labels)
+Evaluator = Callable[[nn.Module, Batches, Precision], float]
 
 
 def default_device() -> torch.device:
@@ -32,12 +35,6 @@ def default_device() -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def summed_to_mean(learning_rate: float, weight_decay: float, batch_size: int):
-    """Convert d2l's settings for a batch-summed loss to the same SGD steps on a mean loss."""
-    batch_size = positive_int("batch_size", batch_size)
-    return learning_rate * batch_size, weight_decay / batch_size
 
 
 @dataclass
@@ -61,7 +58,7 @@ class History:
     precision: str
     hparams: dict
     epochs: list[EpochStats] = field(default_factory=list)
-    status: str = "ok"  # "ok", "diverged" or "interrupted"
+    status: str = "ok"  # "ok", "diverged", "stopped" (asked to) or "interrupted" (Ctrl-C)
     diverged_at: tuple[int, int] | None = None  # (epoch, batch), both counted from 1
     diverged_loss: float | None = None  # the batch loss that stopped it (inf, nan or exploded)
 
@@ -106,6 +103,10 @@ class History:
 EXPLODED_LOSS_FACTOR = 100.0
 
 
+class Stopped(Exception):
+    """Raised inside the loop when ``should_stop`` asked it to stop, between two batches."""
+
+
 class Diverged(Exception):
     """Raised inside the loop when a batch's loss is not finite or has exploded."""
 
@@ -127,34 +128,43 @@ def train_one_epoch(
     precision: Precision,
     progress: tqdm | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    *,
+    loss: Loss | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[float, float, int]:
     """One pass over ``batches``; returns (mean loss, accuracy, number of examples).
 
-    ``scheduler``, when given, steps after every batch (one-cycle and warm-up schedules).
+    ``loss`` is the batch's *mean* loss of (logits, labels), cross-entropy by default.
+    ``scheduler``, when given, steps after every batch (one-cycle and warm-up schedules);
+    ``on_batch`` is called with the batch's number (from 1) after its step; ``should_stop`` is
+    asked before every batch and raises :class:`Stopped` when it answers True.
 
-    The loss a step minimises is the batch's summed loss divided by the epoch's full batch size
-    (the largest batch so far): the mean for a full batch, and for a short last batch a step
-    proportional to its size, as d2l's summed loss takes it (the mean would give those few
-    examples the weight of a full batch, just before the epoch's evaluation).
+    The loss a step minimises is the batch's mean loss times its size over the epoch's full
+    batch size (the largest batch so far): the mean for a full batch, and for a short last batch
+    a step proportional to its size, as d2l's summed loss takes it (the mean would give those
+    few examples the weight of a full batch, just before the epoch's evaluation).
 
     Raises :class:`Diverged` as soon as a batch's loss is not finite or above
     :func:`exploded_loss`, before that batch updates the weights.
     """
+    loss = loss or F.cross_entropy
     net.train()
     full = 0
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = count = 0
     for batch, (x, y) in enumerate(batches, start=1):
+        if should_stop is not None and should_stop():
+            raise Stopped
         with precision.autocast():
             logits = net(x)
-            summed = F.cross_entropy(logits, y, reduction="sum")
+            mean = loss(logits, y)
         full = max(full, len(y))
-        loss = summed / full
-        value = summed.item() / len(y)
+        value = mean.item()
         if not math.isfinite(value) or value > exploded_loss(logits.shape[1]):
             raise Diverged(batch, value)
         optimizer.zero_grad(set_to_none=True)
-        precision.backward_and_step(loss, optimizer)
+        precision.backward_and_step(mean * (len(y) / full), optimizer)
         if scheduler is not None:
             scheduler.step()
         loss_sum += value * len(y)
@@ -163,6 +173,8 @@ def train_one_epoch(
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{value:.3f}", refresh=False)
+        if on_batch is not None:
+            on_batch(batch)
     return (loss_sum / max(count, 1)).item(), correct / max(count, 1), count
 
 
@@ -196,13 +208,19 @@ def fit(
     on_epoch: Callable[[History], None] | None = None,
     progress: bool = True,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    loss: Loss | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    evaluator: Evaluator = evaluate,
 ) -> History:
     """Train for ``num_epochs`` and evaluate after each epoch.
 
     ``net`` and the batches must already be on ``device``. A non-finite or exploded loss (see
-    :func:`train_one_epoch`) stops training and marks the History "diverged"; Ctrl-C stops it
-    and marks it "interrupted". Either way the epochs completed so far are returned, never a NaN.
-    ``scheduler`` (optional) steps after every batch.
+    :func:`train_one_epoch`) stops training and marks the History "diverged"; ``should_stop``
+    answering True marks it "stopped", Ctrl-C "interrupted". Either way the epochs completed so
+    far are returned, never a NaN. ``loss``, ``scheduler``, ``on_batch`` and ``should_stop`` go
+    to :func:`train_one_epoch`; ``evaluator(net, test_iter, precision)`` measures the test
+    accuracy (:func:`evaluate` by default).
     """
     num_epochs = positive_int("num_epochs", num_epochs)
     precision = precision or choose_precision(device)
@@ -213,9 +231,13 @@ def fit(
         for epoch in range(1, num_epochs + 1):
             start = time.perf_counter()
             try:
-                loss, train_acc, count = train_one_epoch(
-                    net, train_iter, optimizer, precision, bar, scheduler
-                )
+                mean_loss, train_acc, count = train_one_epoch(
+                    net, train_iter, optimizer, precision, bar, scheduler,
+                    loss=loss, on_batch=on_batch, should_stop=should_stop,
+                )  # fmt: skip
+            except Stopped:
+                history.status = "stopped"
+                break
             except Diverged as err:
                 history.status, history.diverged_at = "diverged", (epoch, err.batch)
                 history.diverged_loss = err.loss
@@ -224,9 +246,9 @@ def fit(
             if not _weights_finite(net):  # the last update blew the weights up
                 history.status, history.diverged_at = "diverged", (epoch, len(train_iter))
                 break
-            test_acc = evaluate(net, test_iter, precision)
+            test_acc = evaluator(net, test_iter, precision)
             history.epochs.append(
-                EpochStats(epoch, loss, train_acc, test_acc, count / seconds, seconds)
+                EpochStats(epoch, mean_loss, train_acc, test_acc, count / seconds, seconds)
             )
             if on_epoch is not None:
                 on_epoch(history)

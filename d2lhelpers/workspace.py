@@ -28,10 +28,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from .data import BatchLoader, Recipe, hotdog_loaders
+from .data import HotdogData, Recipe, hotdog_data
 from .download import (
     ChecksumError,
     download,
@@ -74,6 +73,7 @@ class Workspace:
     source_test_acc: float | None = None  # the stand-in source model on its own test set
     _checkpoint: dict | None = field(default=None, repr=False)
     cache_dir: Path | None = None  # decoded-image caches; None: data.decode_cache_dir
+    _data: HotdogData | None = field(default=None, repr=False, compare=False)
 
     def source_build(self) -> tuple[float, str] | None:
         """How long training the stand-in source model took and on what machine (None for the
@@ -89,24 +89,13 @@ class Workspace:
             return standin_resnet18(self._checkpoint)
         return imagenet_resnet18()
 
-    def loaders(
-        self,
-        batch_size: int,
-        device: torch.device | str = "cpu",
-        seed: int = 0,
-        cache_dir: str | os.PathLike | None = None,
-    ) -> tuple[BatchLoader, BatchLoader]:
-        """Training and test loaders (decoded once, augmented in batches on ``device``); the
-        decoded images are cached in ``cache_dir``, else :attr:`cache_dir`, else beside the
-        images when that folder is writable (see :func:`~d2lhelpers.data.decode_cache_dir`)."""
-        return hotdog_loaders(
-            self.root,
-            batch_size,
-            self.recipe,
-            device=device,
-            seed=seed,
-            cache_dir=cache_dir if cache_dir is not None else self.cache_dir,
-        )
+    def data(self) -> HotdogData:
+        """The training and test images, decoded on first use and kept for later calls; the
+        decoded pixels are cached on disk in :attr:`cache_dir` (None: beside the images when
+        that folder is writable, see :func:`~d2lhelpers.data.decode_cache_dir`)."""
+        if self._data is None:
+            self._data = hotdog_data(self.root, self.recipe, self.cache_dir)
+        return self._data
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:

@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 from torchvision.models import resnet18
 
-from d2lhelpers.data import BatchLoader, Recipe, hotdog_loaders
+from d2lhelpers.data import BatchLoader, Recipe, hotdog_data
 from d2lhelpers.precision import BF16_CAPABILITY, FP16_CAPABILITY, Precision, choose_precision
 from d2lhelpers.train import History, evaluate, fit
 
@@ -42,7 +42,7 @@ def hotdog_root(tmp_path: Path) -> Path:
 
 
 def loaders(root: Path, device: str, seed: int = 0) -> tuple[BatchLoader, BatchLoader]:
-    return hotdog_loaders(root, 4, Recipe(SIZE), device=device, seed=seed, cache_dir=root / "c")
+    return hotdog_data(root, Recipe(SIZE), cache_dir=root / "c").loaders(4, device, seed)
 
 
 def expected_dtype() -> torch.dtype | None:

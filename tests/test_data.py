@@ -539,11 +539,11 @@ def test_random_crop_boxes_deterministic_for_a_seeded_generator() -> None:
     assert not torch.equal(a, c)
 
 
-def test_hotdog_loaders_reads_both_splits(image_tree) -> None:
+def test_hotdog_data_reads_both_splits(image_tree) -> None:
     train_split = image_tree(COLORS, split="train")
     image_tree(COLORS, split="test")
     recipe = Recipe(size=8)
-    train, test = data.hotdog_loaders(train_split.parent, 2, recipe, seed=0)
+    train, test = data.hotdog_data(train_split.parent, recipe).loaders(2, seed=0)
     assert train.train and not test.train
     assert train.images.stored_size == recipe.train_stored_size == 18
     assert test.images.stored_size == recipe.stored_size == 9
@@ -579,14 +579,12 @@ def test_recipe_rejects_bad_values(kwargs: dict, word: str) -> None:
 
 
 @pytest.mark.parametrize("batch_size", [0, 1, -2, 2.5, True])
-def test_hotdog_loaders_checks_batch_size_before_decoding(
-    image_tree, monkeypatch: pytest.MonkeyPatch, batch_size
-) -> None:
+def test_hotdog_data_loaders_check_batch_size_before_preparing(image_tree, batch_size) -> None:
     split = image_tree({"hotdog": [(200, 0, 0)] * 2, "not-hotdog": [(0, 0, 200)] * 2})
     image_tree({"hotdog": [(200, 0, 0)], "not-hotdog": [(0, 0, 200)]}, split="test")
-    monkeypatch.setattr(data, "decode_folder", lambda *a, **k: pytest.fail("decoded"))
+    hotdog = data.hotdog_data(split.parent, Recipe(16))
     with pytest.raises(ValueError, match=f"batch_size must be an integer.*{batch_size!r}"):
-        data.hotdog_loaders(split.parent, batch_size, Recipe(16))
+        hotdog.loaders(batch_size)
 
 
 @pytest.mark.parametrize(("batch_size", "train"), [(0, False), (1, True), (-1, False)])
@@ -667,9 +665,9 @@ def test_read_only_data_folder_caches_in_the_data_dir(read_only_data: Path) -> N
 
 def test_loaders_take_a_cache_folder(read_only_data: Path, tmp_path: Path) -> None:
     cache = tmp_path.parent / f"{tmp_path.name}-cache"
-    train, test = data.hotdog_loaders(
-        read_only_data, 2, Recipe(16, resize_ratio=1.0), cache_dir=cache
-    )
+    train, test = data.hotdog_data(
+        read_only_data, Recipe(16, resize_ratio=1.0), cache_dir=cache
+    ).loaders(2)
     assert len(train.images) == len(test.images) == 5
     assert sorted(p.name.split("-")[0] for p in cache.glob("*.u8")) == ["test", "train"]
     assert written_below(read_only_data) == []
@@ -774,3 +772,80 @@ def test_resized_crops_split_over_threads_are_the_same_crops() -> None:
             assert torch.equal(resized_crops(images, rois, 8), expected), n
     finally:
         torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation splits, subsets, resizing, loaders without augmentation
+# --------------------------------------------------------------------------------------------
+
+
+def test_stratified_split_holds_out_a_fraction_of_every_class() -> None:
+    labels = torch.tensor([0] * 10 + [1] * 5)
+    kept, held = data.stratified_split(labels, 0.2, seed=3)
+    assert torch.bincount(labels[held]).tolist() == [2, 1]
+    assert sorted(kept.tolist() + held.tolist()) == list(range(15))
+    again, held_again = data.stratified_split(labels, 0.2, seed=3)
+    assert torch.equal(held, held_again) and torch.equal(kept, again)
+    assert not torch.equal(held, data.stratified_split(labels, 0.2, seed=4)[1])
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, float("nan")])
+def test_stratified_split_rejects_a_bad_fraction(fraction: float) -> None:
+    with pytest.raises(ValueError, match="fraction"):
+        data.stratified_split(torch.tensor([0, 0, 1, 1]), fraction)
+
+
+def test_stratified_split_needs_two_images_per_class() -> None:
+    with pytest.raises(ValueError, match="Class 1 has 1 image"):
+        data.stratified_split(torch.tensor([0, 0, 1]), 0.5)
+
+
+def test_split_validation_cuts_validation_from_training_at_test_resolution(image_tree) -> None:
+    colors = {"hotdog": [(200, 0, i) for i in range(5)], "not-hotdog": [(0, 0, 200)] * 5}
+    split = image_tree(colors)
+    image_tree(COLORS, split="test")
+    recipe = Recipe(size=8)
+    full = data.hotdog_data(split.parent, recipe)
+    part = full.split_validation(0.2, seed=0)
+    assert len(part.train) == 8 and len(part.held_out) == 2
+    assert part.train.stored_size == recipe.train_stored_size
+    assert part.held_out.stored_size == recipe.stored_size
+    assert set(part.train.paths).isdisjoint(part.held_out.paths)
+    assert sorted(part.train.paths + part.held_out.paths) == sorted(full.train.paths)
+    assert part.held_out.counts() == {"hotdog": 1, "not-hotdog": 1}
+
+
+def test_subset_keeps_labels_paths_and_sizes_in_order(image_tree) -> None:
+    images = decode_folder(image_tree(COLORS), 16, CLASSES)
+    index = torch.tensor([3, 0])
+    subset = images.subset(index)
+    assert subset.paths == [images.paths[3], images.paths[0]]
+    assert torch.equal(subset.labels, images.labels[index])
+    assert torch.equal(torch.as_tensor(subset.pixels), torch.as_tensor(images.pixels)[index])
+
+
+def test_resized_keeps_solid_colours(image_tree) -> None:
+    images = decode_folder(image_tree(COLORS), 16, CLASSES)
+    small = images.resized(8)
+    assert small.stored_size == 8 and images.resized(16) is images
+    assert torch.allclose(
+        torch.as_tensor(small.pixels).float().mean((2, 3)),
+        torch.as_tensor(images.pixels).float().mean((2, 3)),
+        atol=1.0,
+    )
+
+
+def test_loaders_without_augmentation_give_shuffled_centre_crops(image_tree) -> None:
+    split = image_tree(COLORS)
+    image_tree(COLORS, split="test")
+    recipe = Recipe(size=8)
+    plain, _ = data.hotdog_data(split.parent, recipe).loaders(2, augment=False)
+    assert plain.train and not plain.augment
+    assert plain.images.stored_size == recipe.stored_size
+    centre = BatchLoader(plain.images, 2, recipe, train=False)
+    index = torch.tensor([4, 1, 2])
+    assert torch.equal(plain.batch(index)[0], centre.batch(index)[0])
+    assert torch.equal(plain.batch(index)[0], plain.batch(index)[0])  # no randomness
+    epochs = [torch.cat([y for _, y in plain]) for _ in range(6)]
+    assert all(len(e) == 4 for e in epochs)  # 5 images, batch 2: a single last image dropped
+    assert any(not torch.equal(epochs[0], e) for e in epochs[1:])  # reshuffled

@@ -11,7 +11,8 @@ import pytest
 import torch
 import torchvision
 
-from d2lhelpers.finetune import CHAPTER_SETTINGS, fine_tune
+from d2lhelpers.chapter import CHAPTER_SETTINGS
+from d2lhelpers.finetune import train_fine_tuning
 from d2lhelpers.models import make_target_model
 from d2lhelpers.workspace import prepare
 
@@ -33,12 +34,14 @@ def test_fine_tuned_beats_scratch_by_ten_points(all_threads) -> None:
 
     torch.manual_seed(0)
     finetune_net = make_target_model(ws.source_model(), 2)
-    tuned = fine_tune(finetune_net, settings["finetune_lr"], ws, progress=False, **common)
+    tuned = train_fine_tuning(
+        finetune_net, settings["finetune_lr"], ws.data(), live=False, **common
+    )
 
     torch.manual_seed(0)
     scratch_net = torchvision.models.resnet18(num_classes=2)
-    scratch = fine_tune(
-        scratch_net, settings["scratch_lr"], ws, param_group=False, progress=False, **common
+    scratch = train_fine_tuning(
+        scratch_net, settings["scratch_lr"], ws.data(), param_group=False, live=False, **common
     )
 
     assert tuned.status == scratch.status == "ok"

@@ -23,7 +23,6 @@ from d2lhelpers.models import (
     imagenet_resnet18,
     imagenet_weights_path,
     make_target_model,
-    param_groups,
 )
 
 
@@ -189,58 +188,6 @@ def test_make_target_model_keeps_dtype() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# param_groups
-# --------------------------------------------------------------------------------------------
-
-
-def test_param_groups_body_and_head() -> None:
-    net = make_target_model(Tiny(), 2)
-    groups = param_groups(net, 0.01, head_multiplier=5.0)
-    assert [g["name"] for g in groups] == ["body", "head"]
-    assert groups[0]["lr"] == pytest.approx(0.01)
-    assert groups[1]["lr"] == pytest.approx(0.05)
-    head_ids = {id(p) for p in net.fc.parameters()}
-    assert {id(p) for p in groups[1]["params"]} == head_ids
-    assert len(groups[1]["params"]) == 2
-    all_ids = [id(p) for g in groups for p in g["params"]]
-    assert len(all_ids) == len(set(all_ids))  # nothing twice
-    assert set(all_ids) == {id(p) for p in net.parameters()}  # nothing left out
-    optimizer = torch.optim.SGD(groups, lr=1.0)
-    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.01, 0.05])
-
-
-def test_param_groups_default_multiplier_is_ten() -> None:
-    groups = param_groups(Tiny(), 0.002)
-    assert [g["lr"] for g in groups] == pytest.approx([0.002, 0.02])
-
-
-def test_param_groups_after_freeze_body_only_head() -> None:
-    net = freeze_body(make_target_model(Tiny(), 2))
-    groups = param_groups(net, 0.01)
-    assert [g["name"] for g in groups] == ["head"]
-    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in net.fc.parameters()}
-    assert groups[0]["lr"] == pytest.approx(0.1)
-
-
-@pytest.mark.parametrize(
-    ("lr", "mult", "word"),
-    [
-        (0.0, 10.0, "learning_rate"),
-        (-1e-3, 10.0, "learning_rate"),
-        (0.01, 0.0, "head_multiplier"),
-        (0.01, -2.0, "head_multiplier"),
-        (float("nan"), 10.0, "learning_rate"),
-        (float("inf"), 10.0, "learning_rate"),
-        (0.01, float("nan"), "head_multiplier"),
-        (0.01, float("inf"), "head_multiplier"),
-    ],
-)
-def test_param_groups_rejects_non_positive(lr: float, mult: float, word: str) -> None:
-    with pytest.raises(ValueError, match=word):
-        param_groups(Tiny(), lr, mult)
-
-
-# --------------------------------------------------------------------------------------------
 # freeze_body
 # --------------------------------------------------------------------------------------------
 
@@ -308,7 +255,8 @@ def test_freeze_body_training_changes_only_the_head() -> None:
     net = freeze_body(make_target_model(trained_tiny(), 2))
     body_before = body_state(net, "fc")
     head_before = {k: v.clone() for k, v in net.fc.state_dict().items()}
-    optimizer = torch.optim.SGD(param_groups(net, 0.1), lr=0.1, momentum=0.9, weight_decay=0.01)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=0.1, momentum=0.9, weight_decay=0.01)
     net.train()
     for _ in range(3):
         x, y = torch.randn(8, 3, 12, 12) * 2 + 1, torch.randint(0, 2, (8,))
@@ -359,6 +307,24 @@ def test_copy_class_row_out_of_range(source_class: int, target_class: int, word:
     target = make_target_model(source, 2)
     with pytest.raises(ValueError, match=word):
         copy_class_row(target, source, source_class, target_class)
+
+
+def test_copy_class_row_can_negate_the_other_row() -> None:
+    source = Tiny(num_classes=10)
+    target = make_target_model(source, 2)
+    copy_class_row(target, source, source_class=7, target_class=1, other_row_negated=True)
+    assert torch.equal(target.fc.weight[1], source.fc.weight[7])
+    assert torch.equal(target.fc.weight[0], -source.fc.weight[7])
+    assert torch.equal(target.fc.bias, torch.stack([-source.fc.bias[7], source.fc.bias[7]]))
+    x = torch.randn(4, 3, 8, 8)
+    score = source(x)[:, 7]
+    assert torch.allclose(target(x), torch.stack([-score, score], 1), atol=1e-6)
+
+
+def test_copy_class_row_negation_needs_two_classes() -> None:
+    source = Tiny(num_classes=10)
+    with pytest.raises(ValueError, match="two-class output layer, got 3"):
+        copy_class_row(make_target_model(source, 3), source, 7, 0, other_row_negated=True)
 
 
 def test_copy_class_row_in_features_mismatch() -> None:

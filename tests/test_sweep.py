@@ -19,6 +19,8 @@ from d2lhelpers.sweep import (
     compute_features,
     final_records,
     frozen_body_of,
+    seed_summary,
+    within_noise,
 )
 from d2lhelpers.train import fit
 
@@ -66,34 +68,97 @@ def test_records_have_the_promised_fields(sweeper: Sweeper) -> None:
     for record in records:
         assert tuple(record) == RECORD_FIELDS
         assert record["status"] == "ok"
-        assert 0 <= record["test_acc"] <= 1
+        assert 0 <= record["val_acc"] <= 1
         assert math.isfinite(record["train_loss"])
         assert record["seconds"] > 0
     assert [r["run"] for r in records] == [0, 0, 1]
     assert records[0]["head_lr"] == pytest.approx(0.1)
-    assert records[2]["freeze_body"] is True
+    assert records[2]["freeze_body"] is True and records[2]["augment"] is False
+    assert records[0]["augment"] is True
     assert [r["epoch"] for r in final_records(records)] == [2, 1]
+    # the test set is measured once per run, at its end
+    assert [r["test_acc"] is None for r in records] == [True, False, False]
+    assert all(0 <= r["test_acc"] <= 1 for r in final_records(records))
 
 
 def test_divergence_is_recorded_not_raised(sweeper: Sweeper) -> None:
     records = sweeper.run([SweepSetting(1e6, 100, num_epochs=3)], progress=False)
     last = records[-1]
     assert last["status"].startswith("diverged at epoch")
-    assert last["test_acc"] is None and last["train_acc"] is None and last["seconds"] is None
+    assert last["val_acc"] is None and last["train_acc"] is None and last["seconds"] is None
+    assert all(r["test_acc"] is None for r in records)  # a diverged run is not tested
     for record in records:
-        for key in ("train_loss", "train_acc", "test_acc", "seconds"):
+        for key in ("train_loss", "train_acc", "val_acc", "test_acc", "seconds"):
             assert record[key] is None or math.isfinite(record[key])
 
 
-def test_init_hotdog_row_copies_the_source_row(sweeper: Sweeper) -> None:
+def test_init_hotdog_row_copies_the_source_row_and_negates_it(sweeper: Sweeper) -> None:
     source_head = find_head(sweeper.source).layer
     row = sweeper.workspace.source_hotdog_class
     net = sweeper.target_model(SweepSetting(0.01, init_hotdog_row=True))
     assert torch.equal(net.fc.weight[0], source_head.weight[row])
     assert torch.equal(net.fc.bias[0], source_head.bias[row])
+    assert torch.equal(net.fc.weight[1], -source_head.weight[row])
+    assert torch.equal(net.fc.bias[1], -source_head.bias[row])
     plain = sweeper.target_model(SweepSetting(0.01))
     assert not torch.equal(plain.fc.weight[0], source_head.weight[row])
-    assert torch.equal(plain.fc.weight[1], net.fc.weight[1])  # same seed, same other row
+
+
+def test_target_model_draws_from_the_setting_seed_without_reseeding_globally(
+    sweeper: Sweeper,
+) -> None:
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a = sweeper.target_model(SweepSetting(0.01, seed=0))
+    assert torch.equal(torch.rand(3), expected_next)  # the global random state is untouched
+    b = sweeper.target_model(SweepSetting(0.01, seed=0))
+    c = sweeper.target_model(SweepSetting(0.01, seed=1))
+    assert torch.equal(a.fc.weight, b.fc.weight)
+    assert not torch.equal(a.fc.weight, c.fc.weight)
+
+
+def test_stop_ends_the_run_as_stopped_and_skips_later_settings(sweeper: Sweeper) -> None:
+    calls = []
+
+    def stop_after_two_batches() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    settings = [SweepSetting(0.01, 10, num_epochs=3), SweepSetting(0.02, 10, num_epochs=1)]
+    records = sweeper.run(settings, progress=False, should_stop=stop_after_two_batches)
+    assert {r["run"] for r in records} == {0}
+    assert records[-1]["status"] == "stopped" and records[-1]["val_acc"] is None
+    assert all(r["test_acc"] is None for r in records)
+
+
+def test_on_progress_counts_the_batches_of_each_run(sweeper: Sweeper) -> None:
+    seen = []
+    settings = [SweepSetting(0.01, 10, num_epochs=2), SweepSetting(0.01, 10, 2, freeze_body=True)]
+    sweeper.run(settings, progress=False, on_progress=lambda d, t: seen.append((d, t)))
+    full, frozen = seen[: len(seen) // 2], seen[len(seen) // 2 :]
+    for part in (full, frozen):
+        total = part[0][1]
+        assert [d for d, _ in part] == list(range(1, total + 1))
+        assert all(t == total for _, t in part)
+
+
+def test_seed_summary_aggregates_repeats_of_a_setting() -> None:
+    def final(run, lr, seed, val, status="ok"):
+        return {"run": run, "seed": seed, "learning_rate": lr, "head_multiplier": 10,
+                "head_lr": 10 * lr, "num_epochs": 5, "freeze_body": False, "augment": True,
+                "init_hotdog_row": False, "epoch": 5, "val_acc": val, "status": status}  # fmt: skip
+
+    records = [final(0, 0.1, 0, 0.7), final(1, 0.1, 1, 0.8), final(2, 0.1, 2, None, "diverged"),
+               final(3, 0.2, 0, 0.75)]  # fmt: skip
+    first, second = seed_summary(records)
+    assert first["seeds"] == [0, 1, 2] and first["failed"] == 1
+    assert first["mean"] == pytest.approx(0.75)
+    assert (first["low"], first["high"]) == (0.7, 0.8)
+    assert second["mean"] == 0.75 and second["seeds"] == [0]
+    assert within_noise(first, second)
+    assert not within_noise(first, {**second, "low": 0.81, "high": 0.9})
+    assert not within_noise(first, {**second, "mean": None})
 
 
 def test_frozen_features_match_training_through_the_frozen_body(tiny_workspace) -> None:

@@ -22,7 +22,6 @@ from d2lhelpers.train import (
     evaluate,
     exploded_loss,
     fit,
-    summed_to_mean,
     train_one_epoch,
 )
 
@@ -220,11 +219,6 @@ def test_fit_refuses_a_number_of_epochs_that_is_not_positive(num_epochs) -> None
         run(num_epochs=num_epochs)
 
 
-def test_summed_to_mean_refuses_a_batch_of_zero() -> None:
-    with pytest.raises(ValueError, match="batch_size"):
-        summed_to_mean(5e-5, 1e-3, 0)
-
-
 def test_huge_learning_rate_diverges() -> None:
     history = run(num_epochs=3, lr=1e6)
     _check_diverged(history)
@@ -318,14 +312,8 @@ def test_train_one_epoch_and_evaluate() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# summed_to_mean, History.save
+# History.save
 # --------------------------------------------------------------------------------------------
-
-
-def test_summed_to_mean() -> None:
-    lr, wd = summed_to_mean(5e-5, 1e-3, 128)
-    assert lr == pytest.approx(6.4e-3)
-    assert wd == pytest.approx(1e-3 / 128)
 
 
 def test_history_save_round_trips(tmp_path: Path) -> None:
@@ -376,3 +364,51 @@ def test_a_scheduler_steps_after_every_batch() -> None:
     assert history.status == "ok"
     assert scheduler.last_epoch == 8
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 / 9)
+
+
+# --------------------------------------------------------------------------------------------
+# fit's hooks: loss, on_batch, should_stop, evaluator
+# --------------------------------------------------------------------------------------------
+
+
+def _results(history: History) -> list[tuple[float, float, float]]:
+    return [(e.train_loss, e.train_acc, e.test_acc) for e in history.epochs]
+
+
+def test_fit_default_loss_is_mean_cross_entropy() -> None:
+    assert _results(run(num_epochs=2)) == _results(
+        run(num_epochs=2, loss=torch.nn.CrossEntropyLoss())
+    )
+
+
+def test_fit_uses_the_loss_it_is_given() -> None:
+    plain = run(num_epochs=2)
+    smoothed = run(num_epochs=2, loss=torch.nn.CrossEntropyLoss(label_smoothing=0.3))
+    assert smoothed.final.train_loss != pytest.approx(plain.final.train_loss, rel=1e-3)
+
+
+def test_on_batch_counts_every_batch_of_every_epoch() -> None:
+    seen: list[int] = []
+    run(num_epochs=2, on_batch=seen.append)
+    per_epoch = len(batches())
+    assert seen == list(range(1, per_epoch + 1)) * 2
+
+
+def test_should_stop_ends_the_run_between_batches_as_stopped() -> None:
+    calls = {"n": 0}
+    per_epoch = len(batches())
+
+    def stop_in_epoch_two() -> bool:
+        calls["n"] += 1
+        return calls["n"] > per_epoch + 1  # after the first batch of epoch 2
+
+    history = run(num_epochs=3, should_stop=stop_in_epoch_two)
+    assert history.status == "stopped"
+    assert [e.epoch for e in history.epochs] == [1]
+    assert history.status_text() == "stopped"
+    assert history.summary().startswith("training stopped")
+
+
+def test_evaluator_replaces_the_test_accuracy() -> None:
+    history = run(num_epochs=2, evaluator=lambda net, batches, precision: 0.25)
+    assert [e.test_acc for e in history.epochs] == [0.25, 0.25]

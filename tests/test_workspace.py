@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import zipfile
@@ -147,7 +148,7 @@ def test_real_path_downloads_extracts_and_loads_imagenet_weights(
     assert net.fc.out_features == 1000
     for key, value in net.state_dict().items():
         assert torch.equal(value, imagenet_checkpoint[key]), key
-    train_iter, test_iter = ws.loaders(batch_size=4)
+    train_iter, test_iter = ws.data().loaders(batch_size=4)
     x, labels = next(iter(train_iter))
     assert x.shape == (4, 3, 224, 224)
     assert set(labels.tolist()) <= {0, 1}
@@ -178,10 +179,14 @@ def test_read_only_home_is_a_clear_error_naming_the_variable(
     assert str(home / ".cache" / "d2lhelpers") in str(info.value)
 
 
-def test_workspace_loaders_take_a_cache_folder(tiny_workspace: Workspace, tmp_path: Path) -> None:
-    train, test = tiny_workspace.loaders(batch_size=4, cache_dir=tmp_path / "cache")
-    assert len(train.images) == 12 and len(test.images) == 8
+def test_workspace_data_uses_its_cache_folder_and_is_decoded_once(
+    tiny_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = dataclasses.replace(tiny_workspace, cache_dir=tmp_path / "cache", _data=None)
+    data = ws.data()
+    assert len(data.train) == 12 and len(data.held_out) == 8
     assert len(list((tmp_path / "cache").glob("*.u8"))) == 2
+    assert ws.data() is data
 
 
 # --------------------------------------------------------------------------------------------
