@@ -10,11 +10,12 @@ code displays it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .fonts import chinese_text
 from .train import History
@@ -24,7 +25,7 @@ CURVES = (
     ("train_acc", "训练精度", "--"),
     ("test_acc", "测试精度", ":"),
 )
-STATUS_LABELS = {"ok": "正常", "interrupted": "已中断"}
+STATUS_LABELS = {"ok": "正常", "interrupted": "已中断", "stopped": "已停止"}
 DIVERGED = re.compile(r"diverged at epoch (\d+), batch (\d+)(?: \(loss (\S+)\))?")
 
 
@@ -85,11 +86,49 @@ def plot_histories(histories: Sequence[History], title: str = "") -> Figure:
     ax.set_ylim(0, max(1.0, _max_loss(histories) * 1.05))
     ax.grid(alpha=0.3)
     if histories and any(h.epochs for h in histories):
-        ax.set_xticks(range(1, max(len(h.epochs) for h in histories) + 1))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8, ncols=2 if len(histories) > 1 else 1)
     if title:
         ax.set_title(title)
     return fig
+
+
+@chinese_text()
+def plot_seed_curves(runs: Mapping[str, Sequence[History]], chance: float = 0.5) -> Figure:
+    """Each model's curves over its seeds: the mean per epoch as a line, the range of the seeds
+    as a band; training loss on the left, test accuracy on the right (``chance`` dashed)."""
+    fig = Figure(figsize=(7.2, 3.2), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for color, (label, histories) in zip(_colors(len(runs)), runs.items(), strict=True):
+        for ax, key in ((loss_ax, "train_loss"), (acc_ax, "test_acc")):
+            epochs, mean, low, high = _seed_band(histories, key)
+            ax.plot(
+                epochs,
+                mean,
+                "-",
+                color=color,
+                marker=".",
+                label=f"{label}（{len(histories)} 个种子）",
+            )
+            ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
+    acc_ax.axhline(chance, color="0.5", linestyle="--", linewidth=1, label="随机猜测")
+    for ax, name in ((loss_ax, "训练损失"), (acc_ax, "测试精度")):
+        ax.set_xlabel("迭代周期")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    acc_ax.legend(fontsize=8)
+    return fig
+
+
+def _seed_band(histories: Sequence[History], key: str):
+    """Epochs completed by every seed, and the mean, low and high of ``key`` at each."""
+    count = min((len(h.epochs) for h in histories), default=0)
+    values = np.array([[getattr(e, key) for e in h.epochs[:count]] for h in histories])
+    epochs = np.arange(1, count + 1)
+    if count == 0:
+        return epochs, epochs, epochs, epochs
+    return epochs, values.mean(0), values.min(0), values.max(0)
 
 
 def _max_loss(histories: Sequence[History]) -> float:

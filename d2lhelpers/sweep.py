@@ -22,6 +22,7 @@ from .data import HOTDOG_CLASSES, BatchLoader, batches_per_epoch, epoch_batches
 from .finetune import default_weight_decay, train_fine_tuning
 from .models import copy_class_row, find_head, freeze_body, make_target_model
 from .precision import Precision, choose_precision
+from .seeds import spread
 from .train import History, default_device, evaluate, fit
 from .workspace import Workspace
 
@@ -330,14 +331,15 @@ def seed_summary(records: Sequence[dict], key: str = "val_acc") -> list[dict]:
         groups.setdefault(setting_of(record), []).append(record)
     rows = []
     for group in groups.values():
-        values = [r[key] for r in group if r[key] is not None]
+        found = spread(r[key] for r in group)
         rows.append({
             **{name: group[0][name] for name in SETTING_FIELDS},
             "head_lr": group[0]["head_lr"],
             "seeds": [r["seed"] for r in group],
-            "mean": sum(values) / len(values) if values else None,
-            "low": min(values, default=None),
-            "high": max(values, default=None),
+            "spread": found,
+            "mean": found and found.mean,
+            "low": found and found.low,
+            "high": found and found.high,
             "failed": sum(r["status"] != "ok" for r in group),
             "statuses": [r["status"] for r in group],
         })  # fmt: skip
@@ -346,6 +348,4 @@ def seed_summary(records: Sequence[dict], key: str = "val_acc") -> list[dict]:
 
 def within_noise(a: dict, b: dict) -> bool:
     """Whether two :func:`seed_summary` rows' seed ranges overlap (a difference in noise)."""
-    if a["mean"] is None or b["mean"] is None:
-        return False
-    return a["low"] <= b["high"] and b["low"] <= a["high"]
+    return a["spread"] is not None and b["spread"] is not None and a["spread"].overlaps(b["spread"])

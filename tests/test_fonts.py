@@ -24,7 +24,7 @@ from matplotlib.text import Text
 
 from d2lhelpers import fonts
 from d2lhelpers.diagram import finetune_diagram
-from d2lhelpers.plot import plot_histories, show_images, status_label
+from d2lhelpers.plot import plot_histories, plot_seed_curves, show_images, status_label
 from d2lhelpers.sweep import SweepSetting, records_of
 from d2lhelpers.sweep_plots import live_figure, summary_figure
 from d2lhelpers.train import EpochStats, History
@@ -69,6 +69,9 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "diagram_standin": lambda: finetune_diagram(18, 2),
     "histories": lambda: plot_histories(
         [history("微调", 3), history("从头训练", 3, diverge_at=3), interrupted()], "微调与从头训练"
+    ),
+    "seed_curves": lambda: plot_seed_curves(
+        {"微调": [history("", 3), history("", 3)], "从头训练": [history("", 2)]}
     ),
     "images": lambda: show_images([np.zeros((8, 8, 3), np.uint8)] * 2, 1, 2, ["热狗", "其他"]),
     "live": lambda: live_figure(sweep_records()),

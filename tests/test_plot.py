@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from d2lhelpers import plot
-from d2lhelpers.plot import LivePlot, plot_histories, show_images
+from d2lhelpers.plot import LivePlot, plot_histories, plot_seed_curves, show_images
 from d2lhelpers.train import EpochStats, History
 
 
@@ -108,3 +108,19 @@ def test_live_plot_displays_then_updates(monkeypatch) -> None:
     assert calls[0][2] is True
     assert all(isinstance(c[1], Figure) for c in calls)
     assert len(calls[1][1].axes[0].lines[0].get_xdata()) == 2
+
+
+def test_plot_seed_curves_draws_the_mean_and_the_range_of_the_seeds() -> None:
+    a, b = history("", 3, loss=0.9), history("", 3, loss=0.6)
+    fig = plot_seed_curves({"微调": [a, b], "从头训练": [history("", 2)]})
+    loss_ax, acc_ax = fig.axes
+    mean_loss = loss_ax.lines[0].get_ydata()
+    expected = [(0.9 / i + 0.6 / i) / 2 for i in (1, 2, 3)]
+    assert list(mean_loss) == pytest.approx(expected)
+    assert list(acc_ax.lines[1].get_xdata()) == [1, 2]  # the second model's two epochs
+    assert len(loss_ax.collections) == 2  # one band per model
+    band = loss_ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.6 / 3) and band.max() == pytest.approx(0.9)
+    assert all(float(t).is_integer() for t in acc_ax.get_xticks())
+    labels = [t.get_text() for t in acc_ax.get_legend().get_texts()]
+    assert labels == ["微调（2 个种子）", "从头训练（1 个种子）", "随机猜测"]
