@@ -1,9 +1,17 @@
 # ruff: noqa: RUF001  (Chinese text uses full-width punctuation on purpose)
-"""The sweep's figures and table, drawn from its records (:data:`~d2lhelpers.sweep.RECORD_FIELDS`).
+"""The sweep's figures and tables, drawn from its records (:data:`~d2lhelpers.sweep.RECORD_FIELDS`).
 
-* :func:`live_figure`: test accuracy per epoch, one line per run;
-* :func:`summary_figure`: final test accuracy against the head's learning rate;
-* :func:`results_table`: an HTML table, one row per run.
+* :func:`live_figure`: validation accuracy per epoch, one line per setting (the mean over its
+  seeds, their range as a band; a setting with one seed is one line per run, as it ran);
+* :func:`summary_figure`: final validation accuracy against the head's learning rate, the
+  mean over seeds with their range as error bars;
+* :func:`results_table`: an HTML table, one row per setting, its seeds aggregated;
+* :func:`seed_table`: an HTML table of one measure seed by seed, one row per setting.
+
+Runs that diverged, were stopped or interrupted have no accuracy: the figures mark them at
+the bottom of the axes and leave them out of means and ranges; the tables count them.
+Numbers are formatted by :func:`format_lr`, :func:`format_acc` and :func:`format_loss`,
+everywhere (the panel's readout too), so one learning rate reads the same in every place.
 
 The text is Chinese, the figures' set in the package's own font (:mod:`d2lhelpers.fonts`).
 The exercises page shows them directly, and :class:`~d2lhelpers.widgets.SweepPanel` shows
@@ -17,107 +25,355 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .fonts import chinese_text
 from .plot import status_label
-from .sweep import final_records, records_by_run
+from .sweep import SETTING_FIELDS, final_records, records_by_run, seed_summary, setting_of
 
-DIVERGED_STYLE = {"marker": "x", "color": "#c62828", "markersize": 9, "mew": 2, "ls": "none"}
-GROUP_FIELDS = ("learning_rate", "num_epochs", "freeze_body", "init_hotdog_row")
-TABLE_COLUMNS = (
-    "运行", "基础学习率", "倍数", "输出层学习率", "迭代周期", "冻结主干", "热狗类初始化",
-    "训练损失", "训练精度", "测试精度", "状态",
+MISSING = "—"
+LARGE_LOSS = 1e3  # losses from here on are written in scientific form, to keep columns narrow
+FAILURE_KINDS = {  # status kind: (short Chinese word, marker style)
+    "diverged": ("发散", {"marker": "x", "color": "#c62828", "markersize": 9, "mew": 2}),
+    "stopped": ("已停止", {"marker": "s", "color": "#757575", "markersize": 6, "mfc": "none"}),
+    "interrupted": ("已中断", {"marker": "D", "color": "#757575", "markersize": 6, "mfc": "none"}),
+}
+FAILED_Y = 0.0  # where a run without an accuracy is marked
+TABLE_COLUMNS = (  # short headers: the table fits the book's text column (about 700 px)
+    "学习率", "倍数", "周期", "其他", "种子", "训练损失", "验证精度", "测试精度", "状态",
 )  # fmt: skip
+TABLE_STYLE = "border-collapse:collapse;font-size:90%;max-width:100%"
+CELL_STYLE = "padding:1px 6px;text-align:{align};vertical-align:top;white-space:nowrap"
+RANGE_STYLE = "font-size:85%;color:#666"
+EN_DASH = "\u2013"  # between the ends of a range
+
+
+# --- numbers -----------------------------------------------------------------------------
+
+
+def format_lr(value: Any) -> str:
+    """A learning rate as ``6.4e-3`` (one decimal, exponent unpadded); — when missing."""
+    number = _number(value)
+    return MISSING if number is None else _scientific(number)
+
+
+def format_acc(value: Any) -> str:
+    """An accuracy with 3 decimals; — when missing."""
+    number = _number(value)
+    return MISSING if number is None else f"{number:.3f}"
+
+
+def format_loss(value: Any) -> str:
+    """A loss with 3 decimals, or as ``2.0e+14`` from :data:`LARGE_LOSS` on; — when missing."""
+    number = _number(value)
+    if number is None:
+        return MISSING
+    return f"{number:.3f}" if abs(number) < LARGE_LOSS else _scientific(number)
+
+
+def _scientific(number: float) -> str:
+    """``number`` as ``1.0e-3`` / ``2.0e+14``: one decimal, the exponent without padding."""
+    mantissa, exponent = f"{number:.1e}".split("e")
+    return f"{mantissa}e{exponent[0]}{exponent[1:].lstrip('0') or '0'}"
+
+
+# --- statuses and settings ---------------------------------------------------------------
+
+
+def status_kind(status: Any) -> str:
+    """``"ok"``, ``"diverged"``, ``"stopped"``, ``"interrupted"``, or the status as it is."""
+    status = str(status)
+    return "diverged" if status.startswith("diverged") else status
+
+
+def status_text(status: Any) -> str:
+    """A record's status in Chinese, in full (:func:`~d2lhelpers.plot.status_label`)."""
+    if status is None:
+        return MISSING
+    if status_kind(status) in ("stopped", "interrupted"):
+        return FAILURE_KINDS[status_kind(status)][0]
+    return status_label(str(status))
+
+
+def setting_label(row: dict) -> str:
+    """A setting in a few words: its head's learning rate and what differs from the default."""
+    label = f"输出层学习率 {format_lr(row['head_lr'])}"
+    tags = setting_tags(row)
+    return label + (f"，{tags}" if tags else "")
+
+
+def setting_tags(row: dict, sep: str = "、") -> str:
+    """The setting's switches that are on, in short words (augmentation is on by default, so
+    it is named only when it is off, and never for a frozen body, which never augments)."""
+    tags = []
+    if row.get("freeze_body"):
+        tags.append("冻结主干")
+    elif row.get("augment") is False:
+        tags.append("不增广")
+    if row.get("init_hotdog_row"):
+        tags.append("热狗类初始化")
+    return sep.join(tags)
+
+
+def with_failure_rows(records: Sequence[dict]) -> list[dict]:
+    """The records, each run that ended without finishing (stopped, interrupted) and whose last
+    record still has its accuracy followed by a record without numbers for the epoch it was
+    in, as :func:`~d2lhelpers.sweep.records_of` writes for a stopped run: a run that did not
+    finish is then never read as a result."""
+    out: list[dict] = []
+    for run in records_by_run(records):
+        out += run
+        last = run[-1]
+        unfinished = status_kind(last["status"]) in ("stopped", "interrupted")
+        if unfinished and _number(last["val_acc"]) is not None:
+            epoch = min(int(last["epoch"]) + 1, int(last["num_epochs"]))
+            out.append({**last, "epoch": epoch, "train_loss": None, "train_acc": None,
+                        "val_acc": None, "test_acc": None, "seconds": None})  # fmt: skip
+    return out
+
+
+def _groups(records: Sequence[dict]) -> list[list[list[dict]]]:
+    """The runs grouped by setting (without seed), settings in order of their first run."""
+    groups: dict[tuple, list[list[dict]]] = {}
+    for run in records_by_run(records):
+        groups.setdefault(setting_of(run[0]), []).append(run)
+    return list(groups.values())
+
+
+# --- figures -----------------------------------------------------------------------------
 
 
 @chinese_text()
 def live_figure(records: Sequence[dict]) -> Figure:
-    """Test accuracy per epoch, one line per run; a diverged epoch is an x at the bottom."""
+    """Validation accuracy per epoch: a line per run for a setting run once; for a setting
+    run with several seeds, the mean over the seeds that reached each epoch, with their range
+    as a band. A run that diverged, stopped or was interrupted is marked at the bottom, at
+    its last epoch."""
+    records = with_failure_rows(records)
     fig = Figure(figsize=(4.8, 3.2), layout="constrained")
     ax = fig.subplots()
-    diverged_label = "发散"
-    runs = records_by_run(records)
-    for i, run in enumerate(runs):
-        first, color = run[0], f"C{i % 10}"
-        done = [r for r in run if _number(r["test_acc"]) is not None]
-        label = f"运行 {first['run']}：输出层学习率 {first['head_lr']:.1e}"
-        label += "，冻结主干" if first["freeze_body"] else ""
-        epochs, accs = [r["epoch"] for r in done], [r["test_acc"] for r in done]
-        ax.plot(epochs, accs, marker=".", color=color, label=label)
-        for r in run:
-            if _number(r["test_acc"]) is None:
-                ax.plot([r["epoch"]], [0.0], **DIVERGED_STYLE, label=diverged_label)
-                diverged_label = "_nolegend_"
+    groups = _groups(records)
+    marked: set[str] = set()
+    for i, runs in enumerate(groups):
+        color = f"C{i % 10}"
+        if len(runs) == 1:
+            first = runs[0][0]
+            done = [r for r in runs[0] if _number(r["val_acc"]) is not None]
+            label = f"运行 {first['run']}：{setting_label(first)}"
+            ax.plot([r["epoch"] for r in done], [r["val_acc"] for r in done], marker=".",
+                    color=color, label=label)  # fmt: skip
+        else:
+            _mean_band(ax, runs, color)
+        for run in runs:
+            for r in run:
+                if _number(r["val_acc"]) is None and r["epoch"] is not None:
+                    _mark_failure(ax, r["epoch"], r["status"], marked)
     ax.set_xlabel("迭代周期")
-    ax.set_ylabel("测试精度")
+    ax.set_ylabel("验证精度")
     ax.set_ylim(-0.05, 1.05)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    last = max((r["epoch"] for r in records if r["epoch"] is not None), default=1)
+    _integer_epochs(ax, last)
     ax.grid(alpha=0.3)
-    ax.set_title("每个迭代周期的测试精度", fontsize=10)
-    if len(runs) <= 10:
+    ax.set_title("每个迭代周期的验证精度", fontsize=10)
+    if len(groups) <= 10:
         ax.legend(fontsize=7)
     return fig
 
 
+def _mean_band(ax: Axes, runs: list[list[dict]], color: str) -> None:
+    """The mean over seeds per epoch as a line, their low-high range as a band."""
+    by_epoch: dict[int, list[float]] = {}
+    for run in runs:
+        for r in run:
+            if _number(r["val_acc"]) is not None:
+                by_epoch.setdefault(r["epoch"], []).append(r["val_acc"])
+    epochs = sorted(by_epoch)
+    means = [sum(by_epoch[e]) / len(by_epoch[e]) for e in epochs]
+    label = f"{setting_label(runs[0][0])}（{len(runs)} 个种子的平均）"
+    ax.plot(epochs, means, marker=".", color=color, label=label)
+    if epochs:
+        lows, highs = [min(by_epoch[e]) for e in epochs], [max(by_epoch[e]) for e in epochs]
+        ax.fill_between(epochs, lows, highs, color=color, alpha=0.2, lw=0)
+
+
+def _mark_failure(ax: Axes, x: float, status: Any, marked: set[str]) -> None:
+    """A marker at the bottom for a run without an accuracy; the legend names each kind once."""
+    kind = status_kind(status)
+    word, style = FAILURE_KINDS.get(kind, FAILURE_KINDS["interrupted"])
+    label = "_nolegend_" if word in marked else f"{word}（无精度）"
+    marked.add(word)
+    ax.plot([x], [FAILED_Y], ls="none", label=label, **style)
+
+
+def _integer_epochs(ax: Axes, last: int) -> None:
+    """Whole-number epoch ticks over 1..last (one epoch reads 1, not 0.95 to 1.05)."""
+    ax.set_xlim(0.5, max(int(last), 1) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
 @chinese_text()
 def summary_figure(records: Sequence[dict]) -> Figure:
-    """Final test accuracy against the head's learning rate (log axis), one line per setting.
+    """Final validation accuracy against the head's learning rate (log axis), one line per
+    group of settings that differ only in their head multiplier.
 
-    Runs that diverged have no accuracy: they are marked with an x at the bottom.
+    Each point is the mean over the setting's seeds, its error bar their range (none with a
+    single seed). Runs without an accuracy (diverged, stopped, interrupted) are marked at the
+    bottom at their head's learning rate and are left out of the means.
     """
+    records = with_failure_rows(records)
     fig = Figure(figsize=(4.8, 3.2), layout="constrained")
     ax = fig.subplots()
-    groups: dict[tuple, list[dict]] = {}
-    for record in final_records(records):
-        key = tuple(record[k] for k in GROUP_FIELDS)
-        groups.setdefault(key, []).append(record)
-    diverged = []
-    for i, ((lr, epochs, frozen, init_row), finals) in enumerate(groups.items()):
-        finals = sorted(finals, key=lambda r: r["head_lr"])
-        ok = [r for r in finals if _number(r["test_acc"]) is not None]
-        diverged += [r for r in finals if _number(r["test_acc"]) is None]
-        label = f"基础学习率 {lr:.1e}，{epochs} 个迭代周期"
-        label += "，冻结主干" if frozen else ""
-        label += "，热狗类初始化" if init_row else ""
-        ax.plot(
-            [r["head_lr"] for r in ok], [r["test_acc"] for r in ok], marker="o",
-            color=f"C{i % 10}", label=label,
-        )  # fmt: skip
-    if diverged:
-        xs = [r["head_lr"] for r in diverged]
-        ax.plot(xs, [0.0] * len(xs), **DIVERGED_STYLE, label="发散（无精度）")
+    lines: dict[tuple, list[dict]] = {}
+    for row in seed_summary(records, "val_acc"):
+        key = tuple(row[k] for k in SETTING_FIELDS if k != "head_multiplier")
+        lines.setdefault(key, []).append(row)
+    failed = [r for r in final_records(records) if _number(r["val_acc"]) is None]
+    several = False
+    for i, rows in enumerate(lines.values()):
+        rows = sorted((r for r in rows if r["mean"] is not None), key=lambda r: r["head_lr"])
+        if not rows:
+            continue
+        first = rows[0]
+        label = f"基础学习率 {format_lr(first['learning_rate'])}，{first['num_epochs']} 个迭代周期"
+        tags = setting_tags(first)
+        label += f"，{tags}" if tags else ""
+        xs, means = [r["head_lr"] for r in rows], [r["mean"] for r in rows]
+        errors = [[m - r["low"] for m, r in zip(means, rows, strict=True)],
+                  [r["high"] - m for m, r in zip(means, rows, strict=True)]]  # fmt: skip
+        several = several or any(len(r["seeds"]) > 1 for r in rows)
+        ax.errorbar(xs, means, yerr=errors, marker="o", color=f"C{i % 10}", capsize=3,
+                    label=label)  # fmt: skip
+    marked: set[str] = set()
+    for r in failed:
+        _mark_failure(ax, r["head_lr"], r["status"], marked)
     ax.set_xscale("log")
     ax.set_xlabel("输出层学习率（基础学习率 × 倍数）")
-    ax.set_ylabel("最终测试精度")
+    ax.set_ylabel("最终验证精度")
     ax.set_ylim(-0.05, 1.05)
     ax.grid(alpha=0.3, which="both")
-    ax.set_title("各次运行的最终测试精度", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.set_title("各设置的最终验证精度" + ("（种子的平均与范围）" if several else ""), fontsize=10)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:  # the settings first, then the kinds of failure
+        order = sorted(range(len(labels)), key=lambda i: labels[i].endswith("（无精度）"))
+        ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=7)
     return fig
 
 
+# --- tables ------------------------------------------------------------------------------
+
+
 def results_table(records: Sequence[dict]) -> str:
-    """An HTML table with one row per run (its final record); missing values show as —."""
-    aligns = ["right"] * (len(TABLE_COLUMNS) - 1) + ["left"]  # numbers right, status left
-    cells = [f'style="padding:1px 8px;text-align:{align}"' for align in aligns]
-    head = "".join(
-        f"<th {cell}>{html.escape(c)}</th>" for cell, c in zip(cells, TABLE_COLUMNS, strict=True)
-    )
+    """An HTML table, one row per setting with its seeds aggregated; missing values show as —.
+
+    Accuracies are the mean over the seeds that have one, the low-high range under it when
+    there are several; the status counts the runs that diverged, stopped or were interrupted
+    (each run's full status is the cell's tooltip). Columns are few and narrow, so that the
+    table fits the book's text column.
+    """
+    records = with_failure_rows(records)
+    val, test, loss = (seed_summary(records, key) for key in ("val_acc", "test_acc", "train_loss"))
     rows = []
+    for v, t, lo in zip(val, test, loss, strict=True):
+        cells = [
+            _td(format_lr(v["learning_rate"])),
+            _td(f"{v['head_multiplier']:g}"),
+            _td(str(v["num_epochs"])),
+            _td(setting_tags(v, "\n") or MISSING, "left"),
+            _td(str(len(v["seeds"]))),
+            _td(format_loss(lo["mean"])),
+            _range_td(v),
+            _range_td(t),
+            _td(_short_status(v["statuses"]), "left", title=_full_status(v)),
+        ]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return _table(TABLE_COLUMNS, rows, left={3, 8})
+
+
+def seed_table(records: Sequence[dict], key: str = "val_acc") -> str:
+    """An HTML table of ``key`` (``"val_acc"``, ``"test_acc"``, ``"train_loss"``) seed by seed:
+    one row per setting, one column per seed, then the mean and the low-high range over the
+    seeds that have a value. A run without a value shows its short status instead."""
+    records = with_failure_rows(records)
+    formatter = format_loss if key == "train_loss" else format_acc
+    summary = seed_summary(records, key)
+    seeds = sorted({seed for row in summary for seed in row["seeds"]})
+    finals: dict[tuple, dict[int, dict]] = {}
     for r in final_records(records):
-        values = (
-            str(r["run"]), _fmt(r["learning_rate"], ".1e"), _fmt(r["head_multiplier"], "g"),
-            _fmt(r["head_lr"], ".1e"), str(r["num_epochs"]), _yes_no(r["freeze_body"]),
-            _yes_no(r["init_hotdog_row"]), _fmt(r["train_loss"], ".3f"),
-            _fmt(r["train_acc"], ".3f"), _fmt(r["test_acc"], ".3f"),
-            status_label(str(r["status"] or "—")),
-        )  # fmt: skip
-        tds = (f"<td {cell}>{html.escape(v)}</td>" for cell, v in zip(cells, values, strict=True))
-        rows.append("<tr>" + "".join(tds) + "</tr>")
+        finals.setdefault(setting_of(r), {})[r["seed"]] = r
+    rows = []
+    for row in summary:
+        by_seed = finals[tuple(row[name] for name in SETTING_FIELDS)]
+        cells = [_td(format_lr(row["learning_rate"])), _td(f"{row['head_multiplier']:g}"),
+                 _td(setting_tags(row, "\n") or MISSING, "left")]  # fmt: skip
+        for seed in seeds:
+            r = by_seed.get(seed)
+            if r is None:
+                cells.append(_td(""))
+            elif _number(r[key]) is None:
+                cells.append(_td(_short_status([r["status"]]), title=status_text(r["status"])))
+            else:
+                cells.append(_td(formatter(r[key])))
+        spread = (
+            MISSING
+            if row["low"] is None
+            else f"{formatter(row['low'])}{EN_DASH}{formatter(row['high'])}"
+        )
+        cells += [_td(formatter(row["mean"])), _td(spread)]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    headers = ("学习率", "倍数", "其他", *(f"种子 {s}" for s in seeds), "平均", "范围")
+    return _table(headers, rows, left={2})
+
+
+def _short_status(statuses: Sequence[Any]) -> str:
+    """``正常`` when every run ended well; else the count of each kind of failure, briefly, one
+    kind a line."""
+    kinds = [status_kind(s) for s in statuses]
+    failures = [k for k in kinds if k != "ok"]
+    if not failures:
+        return "正常"
+    if len(kinds) == 1:
+        return FAILURE_KINDS.get(kinds[0], (status_text(statuses[0]),))[0]
+    counts: dict[str, int] = {}
+    for kind in failures:
+        counts[kind] = counts.get(kind, 0) + 1
+    words = [f"{n} 次{FAILURE_KINDS.get(k, (k,))[0].removeprefix('已')}" for k, n in counts.items()]
+    return "\n".join(words)
+
+
+def _full_status(row: dict) -> str:
+    return "；".join(
+        f"种子 {seed}：{status_text(status)}"
+        for seed, status in zip(row["seeds"], row["statuses"], strict=True)
+    )
+
+
+def _range_td(row: dict) -> str:
+    """The mean, with the low-high range in a second, smaller line when there are several."""
+    mean = format_acc(row["mean"])
+    ok = len(row["seeds"]) - row["failed"]
+    if row["mean"] is None or ok < 2:
+        return _td(mean)
+    spread = f"{format_acc(row['low'])}{EN_DASH}{format_acc(row['high'])}"
+    return _td(f'{mean}<br><span style="{RANGE_STYLE}">{spread}</span>', escape=False)
+
+
+def _td(text: str, align: str = "right", title: str = "", escape: bool = True) -> str:
+    """A cell; a newline in ``text`` is a line break (so that the column stays narrow)."""
+    body = html.escape(text, quote=False).replace("\n", "<br>") if escape else text
+    tip = f' title="{html.escape(title)}"' if title else ""
+    return f'<td style="{CELL_STYLE.format(align=align)}"{tip}>{body}</td>'
+
+
+def _table(headers: Sequence[str], rows: Sequence[str], left: set[int]) -> str:
+    head = "".join(
+        f'<th style="{CELL_STYLE.format(align="left" if i in left else "right")}">'
+        f"{html.escape(h)}</th>"
+        for i, h in enumerate(headers)
+    )
     return (
-        '<table style="border-collapse:collapse;font-size:90%">'
+        f'<table style="{TABLE_STYLE}">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -128,12 +384,3 @@ def _number(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def _fmt(value: Any, spec: str) -> str:
-    number = _number(value)
-    return "—" if number is None else format(number, spec)
-
-
-def _yes_no(value: Any) -> str:
-    return "—" if value is None else ("是" if value else "否")

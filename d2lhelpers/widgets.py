@@ -5,42 +5,61 @@ The panel is thin: :meth:`Sweeper.run <d2lhelpers.sweep.Sweeper.run>` does all t
 the panel only turns the controls into :class:`~d2lhelpers.sweep.SweepSetting` objects and
 shows the records. Figures are PNG bytes in ``Image`` widgets (not ``Output`` widgets), so they
 show without a running kernel and in the built book, whose widget state is saved when it is
-built; the figures and the table come from :mod:`d2lhelpers.sweep_plots`. The text shown to
-the learner is Chinese; exceptions stay English. Only widgets and traits that ipywidgets 7.7.1
-(Colab's) and 8.x both have are used.
+built; the figures, the table and the number formats come from :mod:`d2lhelpers.sweep_plots`.
+The text shown to the learner is Chinese; exceptions stay English. Only widgets and traits
+that ipywidgets 7.7.1 (Colab's) and 8.x both have are used.
 """
 
 from __future__ import annotations
 
 import html
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from io import BytesIO
 from typing import Any, Protocol
 
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
+from .chapter import CHAPTER_SETTINGS
 from .checks import positive_finite, positive_int
-from .finetune import CHAPTER_SETTINGS
-from .sweep import SweepSetting, final_records
-from .sweep_plots import live_figure, results_table, summary_figure
+from .sweep import SETTING_FIELDS, SweepSetting, final_records, records_of, setting_of
+from .sweep_plots import (
+    format_lr,
+    live_figure,
+    results_table,
+    status_kind,
+    summary_figure,
+    with_failure_rows,
+)
+from .train import History
+
+__all__ = ["Runner", "SweepPanel", "live_figure", "results_table", "summary_figure"]
 
 DEFAULT_LEARNING_RATE = CHAPTER_SETTINGS["real"]["finetune_lr"]  # d2l's, for the mean loss
 DEFAULT_MULTIPLIERS = (1, 10)
 LEARNING_RATE_RANGE = (1e-4, 10.0)  # the learning-rate slider's range
 EPOCH_RANGE = (1, 10)  # the epochs slider's range
+SEED_RANGE = (1, 5)  # the seeds slider's range: seeds per setting and click
+FEATURES_TEXT = "正在计算冻结主干的特征（只需一次）……"
+STOP_HINT = "（点「停止」在当前批量之后停止；若无反应，请中断内核 ■）"
 
 
 class Runner(Protocol):
     """What the panel needs of a :class:`~d2lhelpers.sweep.Sweeper`."""
+
+    features_ready: bool
 
     def run(
         self,
         settings: Sequence[SweepSetting],
         on_run: Callable[[list[dict]], None] | None = None,
         progress: bool = True,
+        on_progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[dict]: ...
 
 
@@ -49,8 +68,22 @@ class SweepPanel:
 
     ``widget`` is what a notebook shows (displaying the panel shows it); ``records`` holds the
     records of every run so far (see :data:`~d2lhelpers.sweep.RECORD_FIELDS`), with run numbers
-    continuing across clicks.
+    continuing across clicks. Each click runs every selected multiplier with ``seeds`` seeds:
+    the smallest seeds that setting has not finished with yet, so a second click on the same
+    setting adds new seeds rather than repeating one.
+
+    **Stop.** The Stop button sets a flag (a :class:`threading.Event`) that the sweeper asks
+    between batches: the run in progress ends after its current batch, is recorded as
+    stopped, and no later setting runs; Run is usable again. A click only works if the kernel
+    handles it while Run's handler is still busy. A kernel that runs widget messages on a
+    subshell (JupyterLab with ipykernel 7) may; the classic ipykernel 6 and Colab's kernel
+    handle one message at a time, so there the click waits until the sweep has ended and is
+    then ignored (the status line says so while training). Interrupting the kernel (■,
+    Ctrl-C) stops a sweep that runs on the kernel's main thread: the run in progress is
+    recorded as interrupted and the runs before it are kept.
     """
+
+    update_interval = 0.2  # seconds between two redraws of the progress bar (besides a run's end)
 
     def __init__(
         self,
@@ -58,22 +91,31 @@ class SweepPanel:
         multipliers: Sequence[float] = (1, 2, 5, 10, 20, 50, 100),
         learning_rate: float = DEFAULT_LEARNING_RATE,
         epochs: int = 3,
+        seeds: int = 1,
         dpi: int = 100,
     ) -> None:
-        multipliers, learning_rate, epochs = _check_panel(multipliers, learning_rate, epochs)
+        multipliers, learning_rate, epochs, seeds = _check_panel(
+            multipliers, learning_rate, epochs, seeds
+        )
         dpi = positive_int("dpi", dpi)
         self.sweeper, self.dpi = sweeper, dpi
         self.records: list[dict] = []
         self._next_run = 0  # the number of the next click's first run
-        self._click: dict[str, Any] = {}  # earlier records, run offset and runs done this click
+        self._click: dict[str, Any] = {}  # the sweep under way: its settings, offset, runs done
         self._running = False
+        self._stop = (
+            threading.Event()
+        )  # set by Stop (maybe from another thread), read between batches
+        self._error = False  # whether the status shows an error (cleared when a control changes)
+        self._last_update = 0.0
 
         style = {"description_width": "initial"}
         low, high = (math.log10(bound) for bound in LEARNING_RATE_RANGE)
         self.learning_rate = widgets.FloatLogSlider(
-            value=learning_rate, base=10, min=low, max=high, step=0.1, readout_format=".1e",
+            value=learning_rate, base=10, min=low, max=high, step=0.1, readout=False,
             description="基础学习率 η", continuous_update=False, style=style,
         )  # fmt: skip
+        self.learning_rate_readout = widgets.Label(value=format_lr(learning_rate))
         chosen = tuple(m for m in multipliers if m in DEFAULT_MULTIPLIERS) or tuple(multipliers[:1])
         self.multipliers = widgets.SelectMultiple(
             options=[(f"{m:g}", m) for m in multipliers], value=chosen,
@@ -83,29 +125,44 @@ class SweepPanel:
             value=epochs, min=EPOCH_RANGE[0], max=EPOCH_RANGE[1], description="迭代周期",
             continuous_update=False, style=style,
         )  # fmt: skip
+        self.seeds = widgets.IntSlider(
+            value=seeds, min=SEED_RANGE[0], max=SEED_RANGE[1], description="种子数",
+            continuous_update=False, style=style,
+        )  # fmt: skip
         self.freeze_body = widgets.Checkbox(value=False, description="冻结主干", indent=False)
+        self.augment = widgets.Checkbox(value=True, description="数据增广", indent=False)
         self.init_hotdog_row = widgets.Checkbox(
             value=False, description="用源模型的热狗类初始化输出层", indent=False
         )
         self.run_button = widgets.Button(description="运行", button_style="primary", icon="play")
+        self.stop_button = widgets.Button(
+            description="停止", button_style="warning", icon="stop", disabled=True
+        )
         self.clear_button = widgets.Button(description="清除", icon="trash")
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="进度", style=style)
+        self.progress = widgets.FloatProgress(
+            value=0, min=0, max=1, description="进度", style=style
+        )
+        self.progress_text = widgets.Label(value="")
         self.status = widgets.HTML(value="")
         self.live_plot = _image()
         self.summary_plot = _image()
         self.table = widgets.HTML(value="")
         self.run_button.on_click(self.run)
+        self.stop_button.on_click(self.stop)
         self.clear_button.on_click(self.clear)
+        for control in self.controls():
+            control.observe(self._control_changed, names="value")
 
         row = widgets.Layout(flex_flow="row wrap", align_items="flex-start")
+        options = [self.seeds, self.freeze_body, self.augment, self.init_hotdog_row]
+        buttons = [self.run_button, self.stop_button, self.clear_button]
         self.widget = widgets.VBox(
             [
-                widgets.HBox([self.learning_rate, self.epochs], layout=row),
                 widgets.HBox(
-                    [self.multipliers, widgets.VBox([self.freeze_body, self.init_hotdog_row])],
-                    layout=row,
+                    [self.learning_rate, self.learning_rate_readout, self.epochs], layout=row
                 ),
-                widgets.HBox([self.run_button, self.clear_button, self.progress], layout=row),
+                widgets.HBox([self.multipliers, widgets.VBox(options)], layout=row),
+                widgets.HBox([*buttons, self.progress, self.progress_text], layout=row),
                 self.status,
                 widgets.HBox([self.live_plot, self.summary_plot], layout=row),
                 self.table,
@@ -117,45 +174,96 @@ class SweepPanel:
 
         display(self.widget)
 
+    def controls(self) -> list[widgets.Widget]:
+        """The widgets that choose the settings."""
+        return [self.learning_rate, self.multipliers, self.epochs, self.seeds, self.freeze_body,
+                self.augment, self.init_hotdog_row]  # fmt: skip
+
+    @property
+    def running(self) -> bool:
+        """Whether a sweep is under way."""
+        return self._running
+
     def settings(self) -> list[SweepSetting]:
-        """One setting per selected multiplier, from the controls (ValueError if none)."""
+        """The settings of one click, from the controls (ValueError if no multiplier is chosen):
+        every selected multiplier, smallest first, with ``seeds`` seeds it has not finished."""
         if not self.multipliers.value:
             raise ValueError("select at least one head multiplier.")
-        return [
-            SweepSetting(
+        frozen = self.freeze_body.value
+        settings = []
+        for multiplier in sorted(self.multipliers.value):
+            base = SweepSetting(
                 learning_rate=self.learning_rate.value,
                 head_multiplier=multiplier,
                 num_epochs=self.epochs.value,
-                freeze_body=self.freeze_body.value,
+                freeze_body=frozen,
                 init_hotdog_row=self.init_hotdog_row.value,
+                augment=self.augment.value and not frozen,  # a frozen body never augments
             )
-            for multiplier in sorted(self.multipliers.value)
-        ]
+            used = self._finished_seeds(base)
+            seeds = [s for s in range(len(used) + self.seeds.value) if s not in used]
+            settings += [
+                SweepSetting(**{**asdict(base), "seed": s}) for s in seeds[: self.seeds.value]
+            ]
+        return settings
+
+    def _finished_seeds(self, setting: SweepSetting) -> set[int]:
+        key = tuple(getattr(setting, name) for name in SETTING_FIELDS)
+        return {
+            r["seed"] for r in final_records(self.records)
+            if setting_of(r) == key and status_kind(r["status"]) not in ("stopped", "interrupted")
+        }  # fmt: skip
 
     def run(self, _button: widgets.Button | None = None) -> None:
-        """The Run button: one sweep over the selected multipliers; errors go to the status."""
+        """The Run button: one sweep over the chosen settings; errors go to the status line."""
         if self._running:
             return
-        self._running, self.run_button.disabled = True, True
+        self._running = True
+        self._stop.clear()
+        self._set_buttons()
         start = time.perf_counter()
         try:
+            if not self.multipliers.value:
+                self._show_status("请至少选择一个输出层倍数。", error=True)
+                return
             settings = self.settings()
-            self._click = {"earlier": list(self.records), "offset": self._next_run, "done": 0}
+            self._click = {"earlier": list(self.records), "offset": self._next_run, "done": 0,
+                           "settings": settings, "current": 0, "batches": (0, 0),
+                           "records": []}  # fmt: skip
             self.progress.value, self.progress.max = 0, len(settings)
-            self._show_status(f"正在训练，共 {len(settings)} 次运行……")
-            self._merge(self.sweeper.run(settings, on_run=self._on_run, progress=False))
-            self._show_status(self._done_text(len(settings), time.perf_counter() - start))
-        except (Exception, KeyboardInterrupt) as err:
-            message = " ".join(str(err).split())  # one line, however long the original
-            text = f"{type(err).__name__}: {message}" if message else type(err).__name__
+            self.progress_text.value = ""
+            self._announce(0)
+            records = self.sweeper.run(
+                settings, on_run=self._on_run, progress=False, on_progress=self._on_progress,
+                should_stop=self._stop.is_set,
+            )  # fmt: skip
+            self._merge(records)
+            self._show_status(self._done_text(time.perf_counter() - start))
+        except KeyboardInterrupt:
             if self._click:
-                text += f"（{self.progress.max} 次运行中已完成 {self._click['done']} 次）"
+                self._record_interrupted()
+                self._show_status(self._done_text(time.perf_counter() - start))
+        except Exception as err:
+            text = f"出错：{_one_line(err)}"
+            if self._click:
+                text += (
+                    f"（{len(self._click['settings'])} 次运行中已完成 {self._click['done']} 次）"
+                )
             self._show_status(text, error=True)
         finally:
             if self._click:
                 self._show_results()
             self._click = {}
-            self._running, self.run_button.disabled = False, False
+            self._running = False
+            self._set_buttons()
+
+    def stop(self, _button: widgets.Button | None = None) -> None:
+        """The Stop button: end the sweep after the current batch (see the class docstring)."""
+        if not self._running:
+            return  # a click delivered after the sweep ended
+        self._stop.set()
+        self.stop_button.disabled = True
+        self._show_status("正在停止：当前批量结束后停止……")
 
     def clear(self, _button: widgets.Button | None = None) -> None:
         """The Clear button: forget every record; empty the figures, table and status."""
@@ -163,22 +271,86 @@ class SweepPanel:
             return
         self.records, self._next_run = [], 0
         self.progress.value = 0
+        self.progress_text.value = ""
         self.status.value = self.table.value = ""
+        self._error = False
         for image in (self.live_plot, self.summary_plot):
             _set_png(image, b"")
 
+    def _set_buttons(self) -> None:
+        self.run_button.disabled = self.clear_button.disabled = self._running
+        self.stop_button.disabled = not self._running
+
+    def _control_changed(self, change: dict) -> None:
+        self.learning_rate_readout.value = format_lr(self.learning_rate.value)
+        self.augment.disabled = self.freeze_body.value  # a frozen body never augments
+        if self._error:
+            self.status.value, self._error = "", False
+
+    def _announce(self, run: int) -> None:
+        """The status before run ``run`` of this click starts (the feature step if it is due)."""
+        settings = self._click["settings"]
+        self._click["current"], self._click["batches"] = run, (0, 0)
+        if run >= len(settings) or self._stop.is_set():
+            return
+        self.progress_text.value = f"第 {run + 1}/{len(settings)} 次运行：准备中"
+        features = settings[run].freeze_body and not getattr(self.sweeper, "features_ready", True)
+        self._click["features"] = features
+        if features:
+            self._show_status(FEATURES_TEXT)
+        elif run == 0:
+            self._show_status(f"正在训练，共 {len(settings)} 次运行……{STOP_HINT}")
+
+    def _on_progress(self, done: int, total: int) -> None:
+        """After each batch: move the bar; the text says which run and batch."""
+        click = self._click
+        click["batches"] = (done, total)
+        if click.get("features"):
+            click["features"] = False
+            self._show_status(f"正在训练，共 {len(click['settings'])} 次运行……{STOP_HINT}")
+        now = time.perf_counter()
+        if done < total and now - self._last_update < self.update_interval:
+            return
+        self._last_update = now
+        run, runs = click["done"], len(click["settings"])
+        self.progress.value = min(run + done / max(total, 1), runs)
+        self.progress_text.value = f"第 {run + 1}/{runs} 次运行：批量 {done}/{total}"
+
     def _on_run(self, records: list[dict]) -> None:
-        """After each run: keep its records, advance the bar, redraw the live figure."""
+        """After each run: keep its records, advance the bar, redraw the live figure. A run the
+        trainer recorded as interrupted (Ctrl-C caught in its loop) ends the sweep here."""
+        run = self._click["done"]
         self._click["done"] += 1
         self._merge(records)
         self.progress.value = min(self._click["done"], self.progress.max)
         _set_png(self.live_plot, self._png(live_figure(self.records)))
+        finals = [r for r in records if r["run"] == run]
+        if finals and status_kind(finals[-1]["status"]) == "interrupted":
+            self._click["current"] = None
+            raise KeyboardInterrupt
+        self._announce(run + 1)
+
+    def _record_interrupted(self) -> None:
+        """Ctrl-C outside the trainer's loop: record the run in progress as interrupted."""
+        click = self._click
+        run = click["current"]
+        if run is None or run >= len(click["settings"]):
+            return
+        if any(r["run"] == run for r in click["records"]):
+            return
+        setting = click["settings"][run]
+        done, total = click["batches"]
+        epoch = min(setting.num_epochs, done * setting.num_epochs // total + 1) if total else 1
+        (row,) = records_of(run, setting, History("", "", "", {}, status="stopped"))
+        row.update(epoch=epoch, status="interrupted")
+        self._merge([*click["records"], row])
 
     def _merge(self, records: Sequence[dict]) -> None:
         """This click's records so far (runs counted from 0) after the earlier clicks' ones."""
         offset = self._click["offset"]
+        self._click["records"] = list(records)
         shifted = [{**record, "run": record["run"] + offset} for record in records]
-        self.records = self._click["earlier"] + shifted
+        self.records = self._click["earlier"] + with_failure_rows(shifted)
         last = max((record["run"] + 1 for record in shifted), default=offset)
         self._next_run = max(self._next_run, last, offset + self._click["done"])
 
@@ -189,15 +361,27 @@ class SweepPanel:
         _set_png(self.summary_plot, self._png(summary_figure(self.records)))
         self.table.value = results_table(self.records)
 
-    def _done_text(self, runs: int, seconds: float) -> str:
-        finals = [r for r in final_records(self.records) if r["run"] >= self._click["offset"]]
-        diverged = sum(str(r["status"]).startswith("diverged") for r in finals)
+    def _done_text(self, seconds: float) -> str:
+        """What this click did: its runs, those that diverged, and where it stopped."""
+        offset, runs = self._click["offset"], len(self._click["settings"])
+        finals = [r for r in final_records(self.records) if r["run"] >= offset]
+        kinds = [status_kind(r["status"]) for r in finals]
+        diverged = kinds.count("diverged")
         extra = f"，其中 {diverged} 次发散" if diverged else ""
-        return f"完成：{runs} 次运行{extra}，用时 {seconds:.0f} 秒。"
+        ended = next((k for k in kinds if k in ("stopped", "interrupted")), None)
+        if ended is None:
+            return f"完成：{runs} 次运行{extra}，用时 {seconds:.0f} 秒。"
+        word = "已停止" if ended == "stopped" else "已中断"
+        finished = len(finals) - 1
+        skipped = runs - len(finals)
+        text = f"{word}：{runs} 次运行中完成 {finished} 次{extra}，第 {finished + 1} 次运行{word}"
+        text += f"，其余 {skipped} 次未运行" if skipped else ""
+        return text + f"，用时 {seconds:.0f} 秒。"
 
     def _show_status(self, text: str, error: bool = False) -> None:
         color = "#c62828" if error else "inherit"
         self.status.value = f'<span style="color:{color}">{html.escape(text, quote=False)}</span>'
+        self._error = error
 
     def _png(self, fig: Figure) -> bytes:
         buffer = BytesIO()
@@ -205,9 +389,14 @@ class SweepPanel:
         return buffer.getvalue()
 
 
+def _one_line(err: BaseException) -> str:
+    """The exception's message on one line, however long; its class name when it has none."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def _check_panel(
-    multipliers: Sequence[float], learning_rate: float, epochs: int
-) -> tuple[tuple[float, ...], float, int]:
+    multipliers: Sequence[float], learning_rate: float, epochs: int, seeds: int
+) -> tuple[tuple[float, ...], float, int, int]:
     """The panel's values checked (ValueError naming the argument): the sliders would clamp
     a value outside their range silently."""
     if isinstance(multipliers, (str, bytes)) or not multipliers:
@@ -223,7 +412,10 @@ def _check_panel(
     epochs = positive_int("epochs", epochs)
     if epochs > EPOCH_RANGE[1]:
         raise ValueError(f"epochs must lie within the slider's range {EPOCH_RANGE}, got {epochs}.")
-    return tuple(multipliers), learning_rate, epochs
+    seeds = positive_int("seeds", seeds)
+    if seeds > SEED_RANGE[1]:
+        raise ValueError(f"seeds must lie within the slider's range {SEED_RANGE}, got {seeds}.")
+    return tuple(multipliers), learning_rate, epochs, seeds
 
 
 def _image() -> widgets.Image:
