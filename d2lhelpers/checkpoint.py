@@ -1,0 +1,242 @@
+"""Saving a fine-tuned ResNet-18 with what is needed to use it again, and loading it back.
+
+A checkpoint is one ``torch.save`` file holding plain data only, so that
+``torch.load(path, weights_only=True)`` reads it (no code runs on loading)::
+
+    {"format": "d2lhelpers-finetuned/1",
+     "state_dict": {name: tensor},
+     "metadata": {"classes": [...], "recipe": {Recipe fields}, "architecture": "resnet18",
+                  "num_classes": C, "source_model": "...", "test_acc": 0.93 or None,
+                  "versions": {"torch": ..., "torchvision": ..., "d2lhelpers": ...},
+                  "saved_at": "2024-01-01T12:00:00+00:00", "extra": {...}}}
+
+It is written atomically (a temporary file, then a rename): a crash leaves the old file or none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import resnet18
+
+from . import __version__
+from .data import Recipe
+from .fileutil import atomic_write, display_path
+
+FORMAT = "d2lhelpers-finetuned/1"
+ARCHITECTURE = "resnet18"
+HEAD_WEIGHT = "fc.weight"
+PLAIN_TYPES = (str, int, float, bool, type(None))
+LISTED_KEYS = 5  # how many missing or unexpected keys a message lists
+
+
+class CheckpointError(ValueError):
+    """A file that is not a loadable d2lhelpers checkpoint; the message names the file."""
+
+
+def plain(name: str, value: Any) -> Any:
+    """``value`` with tuples as lists, checked to hold only dicts (str keys), lists, str, int,
+    float, bool and None; ValueError naming ``name`` otherwise."""
+    if isinstance(value, PLAIN_TYPES):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise ValueError(f"{name} must have str keys, got {list(value)!r}.")
+        return {key: plain(f"{name}[{key!r}]", v) for key, v in value.items()}
+    raise ValueError(
+        f"{name} holds a {type(value).__name__}; a checkpoint keeps only dicts, lists, str, int, "
+        "float, bool and None."
+    )
+
+
+def _reference(num_classes: int) -> dict[str, torch.Tensor]:
+    """The state dict (names and shapes, no storage) of ``resnet18(num_classes=...)``."""
+    with torch.device("meta"):
+        return resnet18(num_classes=num_classes).state_dict()
+
+
+def _shape(value: Any) -> tuple[int, ...] | str:
+    """A tensor's shape, or the type of anything else."""
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def _key_problems(state: dict[str, Any], num_classes: int) -> list[str]:
+    """What keeps ``state`` from loading strictly into ``resnet18(num_classes=...)``."""
+    expected = _reference(num_classes)
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    wrong = [
+        f"{key} {_shape(state[key])} instead of {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state and _shape(state[key]) != tuple(expected[key].shape)
+    ]
+    problems = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if keys:
+            more = f" and {len(keys) - LISTED_KEYS} more" if len(keys) > LISTED_KEYS else ""
+            problems.append(f"{what} keys: {', '.join(keys[:LISTED_KEYS])}{more}")
+    return problems
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "d2lhelpers": __version__,
+    }
+
+
+def _test_acc(test_acc: float | None) -> float | None:
+    if test_acc is None:
+        return None
+    if isinstance(test_acc, bool) or not isinstance(test_acc, (int, float)):
+        raise ValueError(f"test_acc must be a number in [0, 1] or None, got {test_acc!r}.")
+    if not (math.isfinite(test_acc) and 0 <= test_acc <= 1):
+        raise ValueError(f"test_acc must be a number in [0, 1] or None, got {test_acc!r}.")
+    return float(test_acc)
+
+
+def save_model(
+    net: nn.Module,
+    path: str | os.PathLike,
+    *,
+    classes: tuple[str, ...] | list[str],
+    recipe: Recipe,
+    source_model: str,
+    test_acc: float | None,
+    extra: dict | None = None,
+) -> Path:
+    """Save the ResNet-18 ``net`` with its metadata to ``path`` atomically (its folder is
+    created if missing); return the path.
+
+    ``extra`` (plain data only) is kept in ``metadata["extra"]``. Raises ValueError, before
+    writing, when ``net`` is not a ResNet-18 with ``len(classes)`` outputs or a value is not
+    plain data.
+    """
+    classes = [str(name) for name in classes]
+    state = {key: value.detach().cpu().clone() for key, value in net.state_dict().items()}
+    problems = _key_problems(state, len(classes))
+    if problems:
+        raise ValueError(
+            f"net is not a {ARCHITECTURE} with {len(classes)} outputs (one per class of "
+            f"{classes}): {'; '.join(problems)}."
+        )
+    metadata = {
+        "classes": classes,
+        "recipe": plain("recipe", dataclasses.asdict(recipe)),
+        "architecture": ARCHITECTURE,
+        "num_classes": len(classes),
+        "source_model": str(source_model),
+        "test_acc": _test_acc(test_acc),
+        "versions": _versions(),
+        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "extra": plain("extra", dict(extra or {})),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "state_dict": state, "metadata": metadata}
+    atomic_write(path, lambda f: torch.save(payload, f))
+    return path
+
+
+def recipe_from_metadata(metadata: dict) -> Recipe:
+    """The :class:`~d2lhelpers.data.Recipe` a checkpoint's metadata records."""
+    fields = {
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in metadata["recipe"].items()
+    }
+    return Recipe(**fields)
+
+
+def _read(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)``, or CheckpointError saying why not."""
+    if not path.is_file():
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise CheckpointError(f"{display_path(path)}: {what}.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises many types (UnpicklingError, RuntimeError, ...)
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        raise CheckpointError(
+            f"{display_path(path)} is not a checkpoint that torch.load(weights_only=True) can "
+            f"read ({reason})."
+        ) from err
+
+
+def _checked_payload(payload: Any, where: str) -> tuple[dict, dict]:
+    """The (state_dict, metadata) of a d2lhelpers checkpoint, or CheckpointError."""
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{where} holds a {type(payload).__name__}, not a checkpoint dict.")
+    if "format" not in payload:
+        if payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+            raise CheckpointError(
+                f"{where} is a plain state_dict without metadata (classes, recipe): load it "
+                "with resnet18(num_classes=...).load_state_dict(torch.load(...)), or save "
+                "models with d2lhelpers.checkpoint.save_model."
+            )
+        raise CheckpointError(f"{where} is not a d2lhelpers checkpoint (no 'format' entry).")
+    if payload["format"] != FORMAT:
+        raise CheckpointError(
+            f"{where} has format {payload['format']!r}; this d2lhelpers reads {FORMAT!r}."
+        )
+    state, metadata = payload.get("state_dict"), payload.get("metadata")
+    if not isinstance(state, dict) or not isinstance(metadata, dict):
+        raise CheckpointError(f"{where} lacks its 'state_dict' or 'metadata' dict.")
+    return state, metadata
+
+
+def _num_classes(state: dict, metadata: dict, where: str, expected: int | None) -> int:
+    """The checked number of classes: metadata, classes, head and caller agree."""
+    if metadata.get("architecture") != ARCHITECTURE:
+        raise CheckpointError(
+            f"{where} holds a {metadata.get('architecture')!r}; only {ARCHITECTURE} is supported."
+        )
+    n, classes = metadata.get("num_classes"), metadata.get("classes")
+    if not isinstance(n, int) or not isinstance(classes, list) or len(classes) != n:
+        raise CheckpointError(f"{where}: metadata num_classes {n!r} does not match classes.")
+    head = state.get(HEAD_WEIGHT)
+    if isinstance(head, torch.Tensor) and head.ndim == 2 and head.shape[0] != n:
+        raise CheckpointError(
+            f"{where}: its output layer has {head.shape[0]} classes but the metadata says {n} "
+            f"({classes})."
+        )
+    if expected is not None and expected != n:
+        raise CheckpointError(f"{where} is a model of {n} classes ({classes}), not {expected}.")
+    return n
+
+
+def load_model(
+    path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    *,
+    num_classes: int | None = None,
+) -> tuple[nn.Module, dict]:
+    """A fresh ResNet-18 with the weights saved at ``path``, on ``device`` in eval mode, and
+    the checkpoint's metadata.
+
+    ``num_classes``, when given, is what the caller expects. Raises CheckpointError naming the
+    file when it is missing, not a torch file, a plain state_dict, of another format, or when
+    its classes, head and keys do not agree.
+    """
+    path = Path(path)
+    where = display_path(path)
+    state, metadata = _checked_payload(_read(path), where)
+    n = _num_classes(state, metadata, where, num_classes)
+    problems = _key_problems(state, n)
+    if problems:
+        raise CheckpointError(
+            f"{where} does not fit {ARCHITECTURE}(num_classes={n}): {'; '.join(problems)}."
+        )
+    net = resnet18(num_classes=n)
+    net.load_state_dict(state, strict=True)
+    return net.to(device).eval(), metadata

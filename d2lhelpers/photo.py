@@ -1,0 +1,342 @@
+# ruff: noqa: RUF001  (Chinese text uses full-width punctuation on purpose)
+"""Classify the learner's own photo: from bytes, a file or an http(s) URL, or in a panel.
+
+:func:`load_photo` turns any of those into an upright RGB image, decoding as
+:func:`d2lhelpers.images.load_rgb` decodes the data set (EXIF rotation, CMYK, 16-bit, palette
+and transparency; a JPEG asked for a ``size`` is decoded at reduced scale, so a 100-megapixel
+phone photo costs little). Anything that goes wrong is a :class:`PhotoError` that names the
+input and says what to do. :func:`classify_photo` applies the test transform exactly as the
+test loader does (squash to ``recipe.stored_size`` as the decoded cache does, then the
+loader's centre crop and normalisation). :class:`PhotoPanel` puts both behind an upload
+button and an address field; :meth:`PhotoPanel.show` classifies an example up front, so the
+built book (saved widget state, no kernel) shows a result.
+"""
+
+from __future__ import annotations
+
+import html
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Sequence
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .checks import positive_finite, positive_int
+from .data import DecodedImages, Recipe
+from .fileutil import display_path
+from .images import BadImageError, load_rgb
+from .predict import class_label, logits_of
+
+Source = bytes | bytearray | memoryview | str | os.PathLike
+MAX_PHOTO_PIXELS = 50_000_000  # a photo decoded at full size may have this many pixels
+MAX_DOWNLOAD_BYTES = 20 << 20  # 20 MiB
+URL_TIMEOUT = 15.0  # seconds
+DISPLAY_SIDE = 320  # the longer side of the photo shown in the panel, in pixels
+JPEG_MAGIC = b"\xff\xd8\xff"
+NOT_IMAGE_TYPES = ("text/", "application/json", "application/xml", "application/xhtml")
+
+
+class PhotoError(ValueError):
+    """A photo that cannot be fetched or decoded; the message names it and says what to do."""
+
+
+def is_url(text: str) -> bool:
+    """True for an http:// or https:// address."""
+    return text.strip().lower().startswith(("http://", "https://"))
+
+
+def fetch_photo(
+    url: str, timeout: float = URL_TIMEOUT, max_bytes: int = MAX_DOWNLOAD_BYTES
+) -> bytes:
+    """The bytes at the http(s) ``url``: PhotoError on an HTTP error, a timeout, a network
+    failure, a reply that announces itself as text (a web page, not the image), or more than
+    ``max_bytes``."""
+    timeout = positive_finite("timeout", timeout)
+    max_bytes = positive_int("max_bytes", max_bytes)
+    request = urllib.request.Request(url.strip(), headers={"User-Agent": "d2lhelpers"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            _check_reply(url, reply.headers, max_bytes)
+            data = reply.read(max_bytes + 1)
+    except PhotoError:
+        raise
+    except urllib.error.HTTPError as err:
+        raise PhotoError(
+            f"Downloading {url} failed: HTTP {err.code} {err.reason}. Check the address, or "
+            "save the photo and upload the file."
+        ) from err
+    except (OSError, http.client.HTTPException, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise PhotoError(
+            f"Downloading {url} failed ({type(err).__name__}: {reason}). Check the address and "
+            "the network, or save the photo and upload the file."
+        ) from err
+    if len(data) > max_bytes:
+        raise PhotoError(_too_many_bytes(url, max_bytes))
+    return data
+
+
+def _check_reply(url: str, headers: Any, max_bytes: int) -> None:
+    """Refuse a reply that says it is text or longer than ``max_bytes``, before reading it."""
+    kind = (headers.get("Content-Type") or "").lower()
+    if kind.startswith(NOT_IMAGE_TYPES) or "html" in kind:
+        raise PhotoError(
+            f"{url} is not an image but {kind.split(';')[0]} (a web page?). Use the address of "
+            "the image itself (right-click the image: Copy image address)."
+        )
+    length = headers.get("Content-Length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise PhotoError(_too_many_bytes(url, max_bytes))
+
+
+def _too_many_bytes(url: str, max_bytes: int) -> str:
+    return (
+        f"{url} is larger than {max_bytes / 2**20:.0f} MiB; save a smaller version of the photo "
+        "and upload it."
+    )
+
+
+def load_photo(
+    source: Source,
+    *,
+    size: int | None = None,
+    max_pixels: int = MAX_PHOTO_PIXELS,
+    name: str | None = None,
+) -> Image.Image:
+    """``source`` (bytes, a file path, or an http(s) URL) as an upright RGB image.
+
+    ``size`` lets a JPEG decode at reduced scale, never below ``size`` per side, as the data
+    set's decoding does for ``stored_size``: then even a 100-megapixel JPEG decodes in little
+    memory. Other images (and JPEGs without ``size``) of more than ``max_pixels`` pixels are
+    refused before decoding. ``name`` names bytes in messages. Raises :class:`PhotoError`.
+    """
+    max_pixels = positive_int("max_pixels", max_pixels)
+    size = None if size is None else positive_int("size", size)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _load_bytes(bytes(source), name or "the uploaded photo", size, max_pixels)
+    if isinstance(source, str) and is_url(source):
+        return _load_bytes(fetch_photo(source), name or source.strip(), size, max_pixels)
+    if not isinstance(source, (str, os.PathLike)):
+        raise PhotoError(f"A photo is bytes, a file path or an http(s) URL, not {source!r}.")
+    if isinstance(source, str) and "://" in source:
+        raise PhotoError(f"{source}: only http:// and https:// addresses can be fetched.")
+    return _load_file(Path(source), name, size, max_pixels)
+
+
+def _load_file(path: Path, name: str | None, size: int | None, max_pixels: int) -> Image.Image:
+    label = name or display_path(path)
+    if not path.is_file():
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise PhotoError(f"{label}: {what}. Check the path, or upload the photo.")
+    _check_pixels(path, label, size, max_pixels)
+    try:
+        return load_rgb(path, size=size)
+    except BadImageError as err:
+        raise PhotoError(_unreadable(label, str(err).replace(display_path(path), label))) from err
+
+
+def _load_bytes(data: bytes, name: str, size: int | None, max_pixels: int) -> Image.Image:
+    """Decode ``data`` through a temporary file (``load_rgb`` reads paths only)."""
+    if not data:
+        raise PhotoError(_unreadable(name, "the file is empty (0 bytes)"))
+    with tempfile.TemporaryDirectory(prefix="d2lhelpers-photo-") as folder:
+        path = Path(folder) / "photo"
+        path.write_bytes(data)
+        return _load_file(path, name, size, max_pixels)
+
+
+def _unreadable(name: str, reason: str) -> str:
+    return (
+        f"Could not read the photo {name}: {reason}. Use a complete image file (JPEG, PNG, "
+        "WebP, GIF, BMP or TIFF)."
+    )
+
+
+def _check_pixels(path: Path, label: str, size: int | None, max_pixels: int) -> None:
+    """Refuse, from the header only, an image too large to decode at full size.
+
+    A JPEG with ``size`` is left to ``load_rgb``, which decodes it at reduced scale.
+    """
+    with open(path, "rb") as f:
+        if size is not None and f.read(len(JPEG_MAGIC)) == JPEG_MAGIC:
+            return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+    except Image.DecompressionBombError as err:
+        raise PhotoError(_too_large(label, str(err))) from err
+    except (OSError, ValueError, SyntaxError):
+        return  # not an image: load_rgb says why
+    if width * height > max_pixels:
+        pixels = f"{width} x {height} pixels, more than max_pixels={max_pixels:,}"
+        raise PhotoError(_too_large(label, pixels))
+
+
+def _too_large(label: str, reason: str) -> str:
+    return (
+        f"The photo {label} is too large to decode safely ({reason}). Scale it down (for "
+        "example to 4000 pixels on its longer side), or save it as JPEG, which is decoded at "
+        "reduced size."
+    )
+
+
+def photo_pixels(image: Image.Image, recipe: Recipe) -> torch.Tensor:
+    """``image`` squashed to ``recipe.stored_size`` square as the decoded cache stores it:
+    (3, S, S) uint8."""
+    side = recipe.stored_size
+    square = image.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(square, np.uint8).transpose(2, 0, 1)))
+
+
+def classify_photo(
+    net: nn.Module,
+    image: Image.Image | Source,
+    recipe: Recipe,
+    classes: Sequence[str],
+    device: torch.device | str | None = None,
+) -> tuple[str, float, torch.Tensor]:
+    """(predicted class name, its probability, all class probabilities (C,)) for one photo.
+
+    ``image`` is a PIL image or a source for :func:`load_photo` (decoded for
+    ``recipe.stored_size``, as the data set is). The test transform is the test loader's: the
+    photo squashed to ``recipe.stored_size``, then its centre crop, normalised.
+    """
+    classes = tuple(classes)
+    if not isinstance(image, Image.Image):
+        image = load_photo(image, size=recipe.stored_size)
+    pixels = photo_pixels(image, recipe)[None]
+    one = DecodedImages(pixels, torch.zeros(1, dtype=torch.int64), [""], classes)
+    logits = logits_of(net, one, recipe, device, batch_size=1)
+    if logits.shape[1] != len(classes):
+        raise ValueError(f"The net has {logits.shape[1]} outputs but classes are {classes}.")
+    probs = logits.softmax(1)[0]
+    best = int(probs.argmax())
+    return classes[best], probs[best].item(), probs
+
+
+def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
+    """A ``FileUpload.value`` as ``[(name, content bytes)]``, for ipywidgets 7 (a dict of name
+    -> {"metadata", "content"}) and 8 (a tuple of dicts with "name" and "content")."""
+    if isinstance(value, dict):
+        return [(str(name), bytes(entry["content"])) for name, entry in value.items()]
+    if isinstance(value, (tuple, list)):
+        return [(str(entry["name"]), bytes(entry["content"])) for entry in value]
+    raise TypeError(f"Not a FileUpload value: {type(value).__name__}.")
+
+
+def display_jpeg(image: Image.Image, side: int = DISPLAY_SIDE) -> bytes:
+    """``image`` scaled down to at most ``side`` pixels on its longer side, as JPEG bytes."""
+    small = image.copy()
+    small.thumbnail((side, side), Image.Resampling.BICUBIC)
+    buffer = BytesIO()
+    small.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+class PhotoPanel:
+    """Upload a photo, or type its path or URL and click 识别: the panel shows the photo and
+    the model's prediction. Errors appear as a short message, never as a traceback.
+
+    ``widget`` is what a notebook shows (displaying the panel shows it). Only widgets and
+    traits that ipywidgets 7.7.1 and 8.x both have are used.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        recipe: Recipe,
+        classes: Sequence[str],
+        device: torch.device | str | None = None,
+        display_side: int = DISPLAY_SIDE,
+    ) -> None:
+        self.net, self.recipe, self.classes, self.device = net, recipe, tuple(classes), device
+        self.display_side = positive_int("display_side", display_side)
+        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="上传照片")
+        self.address = widgets.Text(
+            value="", placeholder="图片文件的路径，或 http(s) 网址", description="路径或网址",
+            style={"description_width": "initial"}, layout=widgets.Layout(width="28em"),
+        )  # fmt: skip
+        self.button = widgets.Button(description="识别", button_style="primary")
+        self.image = widgets.Image(value=b"", format="jpeg", layout=widgets.Layout(display="none"))
+        self.result = widgets.HTML(value="")
+        self.upload.observe(self._on_upload, names="value")
+        self.button.on_click(self._on_click)
+        row = widgets.Layout(flex_flow="row wrap", align_items="center")
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.upload, self.address, self.button], layout=row),
+                self.image,
+                self.result,
+            ]
+        )
+
+    def _ipython_display_(self, **kwargs) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def show(self, source: Source, name: str | None = None) -> PhotoPanel:
+        """Classify ``source`` now and show it (the built book keeps it); returns the panel."""
+        self.classify(source, name)
+        return self
+
+    def classify(self, source: Source, name: str | None = None) -> bool:
+        """Show ``source`` and its prediction, or an error message; True when it worked."""
+        try:
+            image = load_photo(source, size=self.recipe.stored_size, name=name)
+            label, probability, _ = classify_photo(
+                self.net, image, self.recipe, self.classes, self.device
+            )
+        except PhotoError as err:
+            self._show_error("无法读取这张照片。", err)
+            return False
+        except Exception as err:
+            self._show_error("识别时出错。", err)
+            return False
+        self._show_image(display_jpeg(image, self.display_side))
+        self._show_text(f"预测：<b>{class_label(label)}</b>（概率 {probability:.1%}）")
+        return True
+
+    def _on_click(self, _button: widgets.Button | None = None) -> None:
+        text = self.address.value.strip()
+        if not text:
+            self._show_error("请先输入图片的路径或网址。", None)
+            return
+        self.classify(text)
+
+    def _on_upload(self, change: dict) -> None:
+        try:
+            files = uploaded_files(change["new"])
+        except (TypeError, KeyError) as err:
+            self._show_error("无法读取上传的文件。", err)
+            return
+        if files:
+            name, content = files[-1]
+            self.classify(content, name)
+
+    def _show_image(self, jpeg: bytes) -> None:
+        self.image.value = jpeg
+        self.image.layout.display = None if jpeg else "none"
+
+    def _show_text(self, markup: str, error: bool = False) -> None:
+        color = "#c62828" if error else "inherit"
+        self.result.value = f'<span style="color:{color}">{markup}</span>'
+
+    def _show_error(self, text: str, err: BaseException | None) -> None:
+        self._show_image(b"")
+        reason = "" if err is None else " ".join(f"{type(err).__name__}: {err}".split())
+        detail = f"<br><small>{html.escape(reason, quote=False)}</small>" if reason else ""
+        self._show_text(html.escape(text, quote=False) + detail, error=True)
