@@ -161,8 +161,10 @@ class Sweeper:
 
         ``on_run`` is called with all records so far after every run; ``on_progress`` after
         every batch of a run. ``should_stop`` is asked between batches: when it answers True the
-        run ends, is recorded as "stopped", and no later setting runs. A run whose loss stops
-        being finite or explodes is recorded as "diverged at epoch e" (its accuracies None).
+        run ends, is recorded as "stopped", and no later setting runs; a run interrupted by
+        Ctrl-C (the kernel's interrupt) is recorded as "interrupted" and ends the sweep too. A
+        run whose loss stops being finite or explodes is recorded as "diverged at epoch e" (its
+        accuracies None).
         """
         records: list[dict] = []
         for run, setting in enumerate(tqdm(settings, desc="sweep", disable=not progress)):
@@ -170,7 +172,7 @@ class Sweeper:
             records.extend(records_of(run, setting, history, test_acc))
             if on_run is not None:
                 on_run(records)
-            if history.status == "stopped":
+            if history.status in ("stopped", "interrupted"):
                 break
         return records
 
@@ -274,7 +276,8 @@ def records_of(
     run: int, setting: SweepSetting, history: History, test_acc: float | None = None
 ) -> list[dict]:
     """Tidy records of one run: one per completed epoch, plus one for the epoch where it
-    diverged or was stopped (its numbers None).
+    diverged, was stopped or was interrupted (its numbers None), so that a run's last record
+    tells how it ended and an unfinished run is never read as a result.
 
     ``val_acc`` is the validation accuracy after the epoch; ``test_acc`` (measured once, at the
     end of a run that ended "ok") is on the last record only. ``seconds`` is the epoch's
@@ -292,7 +295,7 @@ def records_of(
          "val_acc": e.test_acc, "test_acc": None, "seconds": e.seconds, "status": status}
         for e in history.epochs
     ]  # fmt: skip
-    if history.status in ("diverged", "stopped"):
+    if history.status in ("diverged", "stopped", "interrupted"):
         epoch = history.diverged_at[0] if history.diverged_at else len(history.epochs) + 1
         if epoch <= setting.num_epochs:
             rows.append(

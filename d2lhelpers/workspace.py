@@ -46,11 +46,18 @@ from .models import (
     imagenet_weights_path,
 )
 from .settings import DATA_SOURCE_ENV, HOTDOG_URL_ENV, data_source_setting, hotdog_mirrors
-from .standin import SOURCE_HOTDOG_CLASS, source_checkpoint, standin_resnet18, target_set
+from .standin import (
+    SOURCE_HOTDOG_CLASS,
+    SOURCE_SPEC,
+    source_checkpoint,
+    standin_resnet18,
+    target_set,
+)
 
 HOTDOG_URL = "http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip"
 HOTDOG_SHA1 = "fba480ffa8aa7e0febbb511d181409f899b9baa5"
 HOTDOG_ZIP = "hotdog.zip"
+IMAGENET_CLASSES, IMAGENET_TRAIN_IMAGES = 1000, 1_281_167  # ImageNet-1k's training set
 KINDS = ("auto", "real", "standin")
 __all__ = [
     "Workspace",
@@ -82,6 +89,14 @@ class Workspace:
         if "build_seconds" not in checkpoint or "built_on" not in checkpoint:
             return None
         return checkpoint["build_seconds"], checkpoint["built_on"]
+
+    def source_set(self) -> tuple[int, int]:
+        """(classes, training images) of the source model's training set: ImageNet-1k's, or
+        the stand-in's synthetic source set."""
+        if self._checkpoint is None:
+            return IMAGENET_CLASSES, IMAGENET_TRAIN_IMAGES
+        classes = len(self._checkpoint["classes"])
+        return classes, classes * SOURCE_SPEC.train_per_class
 
     def source_model(self) -> nn.Module:
         """A fresh copy of the source model (ImageNet ResNet-18 or the stand-in's)."""

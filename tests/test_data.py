@@ -27,6 +27,7 @@ from d2lhelpers.data import (
     random_crop_boxes,
     resized_crops,
 )
+from d2lhelpers.images import load_rgb
 
 CLASSES = ("hotdog", "not-hotdog")
 COLORS = {
@@ -849,3 +850,63 @@ def test_loaders_without_augmentation_give_shuffled_centre_crops(image_tree) -> 
     epochs = [torch.cat([y for _, y in plain]) for _ in range(6)]
     assert all(len(e) == 4 for e in epochs)  # 5 images, batch 2: a single last image dropped
     assert any(not torch.equal(epochs[0], e) for e in epochs[1:])  # reshuffled
+
+
+# --------------------------------------------------------------------------------------------
+# The batched loader reproduces torchvision's standard transforms (the page's claim)
+# --------------------------------------------------------------------------------------------
+
+
+def _torchvision_test_transform(recipe: Recipe):
+    from torchvision import transforms
+
+    return transforms.Compose([
+        transforms.Resize([recipe.stored_size, recipe.stored_size]),
+        transforms.CenterCrop(recipe.size),
+        transforms.ToTensor(),
+        transforms.Normalize(recipe.mean, recipe.std),
+    ])  # fmt: skip
+
+
+def test_test_batches_equal_torchvision_resize_centre_crop_normalize(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "test" / "hotdog"
+    folder.mkdir(parents=True)
+    for i, (w, h) in enumerate([(61, 45), (40, 70), (50, 50)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    recipe = Recipe(size=32)
+    images = decode_folder(tmp_path / "test", recipe.stored_size, ("hotdog",))
+    ours, _ = next(iter(BatchLoader(images, 3, recipe, train=False)))
+    reference = torch.stack(
+        [_torchvision_test_transform(recipe)(load_rgb(p)) for p in images.paths]
+    )
+    assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_random_crops_follow_random_resized_crop_distribution() -> None:
+    """The boxes' area share and aspect ratio have torchvision's RandomResizedCrop distribution."""
+    from torchvision import transforms
+
+    recipe, photo = Recipe(size=32), (120, 90)
+    generator = torch.Generator().manual_seed(0)
+    boxes = random_crop_boxes(
+        torch.tensor([photo] * 4000, dtype=torch.float32), 120, recipe, generator
+    )
+    w = (boxes[:, 2] - boxes[:, 0]) * photo[0] / 120
+    h = (boxes[:, 3] - boxes[:, 1]) * photo[1] / 120
+    ours_area, ours_ratio = (w * h / (photo[0] * photo[1])), w / h
+    torch.manual_seed(0)
+    picture = Image.new("RGB", photo)
+    params = [
+        transforms.RandomResizedCrop.get_params(picture, recipe.scale, recipe.ratio)
+        for _ in range(4000)
+    ]
+    ref_h, ref_w = (
+        torch.tensor([p[2] for p in params]).float(),
+        torch.tensor([p[3] for p in params]).float(),
+    )
+    ref_area, ref_ratio = ref_w * ref_h / (photo[0] * photo[1]), ref_w / ref_h
+    for ours, ref in ((ours_area, ref_area), (ours_ratio, ref_ratio)):
+        assert ours.mean() == pytest.approx(ref.mean().item(), abs=0.03)
+        assert torch.quantile(ours, 0.1) == pytest.approx(torch.quantile(ref, 0.1).item(), abs=0.04)
+        assert torch.quantile(ours, 0.9) == pytest.approx(torch.quantile(ref, 0.9).item(), abs=0.04)

@@ -216,3 +216,20 @@ def test_tensor_batches_cover_every_row_once() -> None:
     rows = torch.cat([xb[:, 0] for xb, _ in batches])
     assert sorted(rows.tolist()) == list(range(10))
     assert rows.tolist() != list(range(10))
+
+
+def test_an_interrupted_run_ends_the_sweep_and_is_never_read_as_a_result(sweeper) -> None:
+    calls = []
+
+    def interrupt_in_the_second_epoch() -> bool:
+        calls.append(1)
+        if len(calls) > 4:  # the tiny split has fewer than four batches per epoch
+            raise KeyboardInterrupt
+        return False
+
+    settings = [SweepSetting(0.01, 10, num_epochs=3), SweepSetting(0.02, 10, num_epochs=1)]
+    records = sweeper.run(settings, progress=False, should_stop=interrupt_in_the_second_epoch)
+    assert {r["run"] for r in records} == {0}
+    last = records[-1]
+    assert last["status"] == "interrupted" and last["val_acc"] is None
+    assert seed_summary(records)[0]["mean"] is None

@@ -20,6 +20,7 @@ from d2lhelpers.download import ChecksumError, extract_zip, sha1_of
 from d2lhelpers.models import IMAGENET_HOTDOG_CLASS
 from d2lhelpers.precision import choose_precision
 from d2lhelpers.settings import HOTDOG_URL_ENV
+from d2lhelpers.standin_draw import SOURCE_CLASSES
 from d2lhelpers.train import default_device
 from d2lhelpers.workspace import Workspace, data_dir, hotdog_urls, prepare
 
@@ -298,3 +299,14 @@ def test_the_standin_records_how_long_its_source_model_took_and_where(tiny_works
     assert machine.endswith(choose_precision(default_device()).name)
     real = Workspace("real", tiny_workspace.root, Recipe(224), "ImageNet", 934)
     assert real.source_build() is None
+
+
+def test_source_set_names_the_stand_in_source_set(tiny_workspace: Workspace) -> None:
+    classes, images = tiny_workspace.source_set()
+    assert classes == len(SOURCE_CLASSES)
+    assert images == classes * workspace.SOURCE_SPEC.train_per_class
+
+
+def test_source_set_of_the_imagenet_model() -> None:
+    ws = Workspace("real", Path("."), Recipe(224), "ImageNet", IMAGENET_HOTDOG_CLASS)
+    assert ws.source_set() == (1000, 1_281_167)
