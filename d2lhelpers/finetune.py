@@ -10,8 +10,9 @@ from torch import nn
 
 from .checks import positive_finite, positive_int
 from .data import HotdogData
+from .distributed import Parallel
 from .plot import LivePlot
-from .train import History, default_device, fit
+from .train import History, default_device, evaluate, fit
 
 D2L_WEIGHT_DECAY = 1e-3  # d2l's value, for a loss summed over the batch
 
@@ -38,6 +39,7 @@ def train_fine_tuning(
     label: str = "",
     on_batch: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    parallel: Parallel | None = None,
 ) -> History:
     """Fine-tune ResNet-18 ``net`` (its output layer is ``net.fc``) on ``data``; trains ``net``
     in place and returns its History.
@@ -49,10 +51,14 @@ def train_fine_tuning(
     transform (centre crops) instead of random crops and flips. ``live`` draws the curves after each
     epoch, shows a progress bar and prints the result lines; ``on_batch`` and ``should_stop``
     go to :func:`~d2lhelpers.train.fit`.
+
+    ``parallel`` (from :func:`d2lhelpers.distributed.start`, under ``torchrun``) trains on
+    several processes with the same steps as one device with ``batch_size``: each process takes
+    its share of every batch on its ``parallel.device``, and only rank 0 is ``live``.
     """
     learning_rate = positive_finite("learning_rate", learning_rate)
     head_multiplier = positive_finite("head_multiplier", head_multiplier)
-    device = device or default_device()
+    device = parallel.device if parallel else device or default_device()
     train_iter, test_iter = data.loaders(batch_size, device, seed, augment)
     net = net.to(device, memory_format=torch.channels_last)  # same weights, faster convolutions
     if param_group:
@@ -67,6 +73,10 @@ def train_fine_tuning(
     weight_decay = default_weight_decay(batch_size)
     optimizer = torch.optim.SGD(params, lr=learning_rate, weight_decay=weight_decay)
     loss = nn.CrossEntropyLoss()
+    evaluator, reduce = evaluate, None  # one process
+    if parallel is not None:  # several processes (torchrun): see d2lhelpers.distributed
+        net, train_iter, test_iter = parallel.shard(net, train_iter, test_iter)
+        evaluator, reduce, live = parallel.evaluate, parallel.reduce, live and parallel.is_main
     settings = {"learning_rate": learning_rate, "param_group": param_group,
                 "head_multiplier": head_multiplier, "batch_size": batch_size,
                 "num_epochs": num_epochs, "weight_decay": weight_decay, "seed": seed,
@@ -74,7 +84,8 @@ def train_fine_tuning(
     history = fit(
         net, train_iter, test_iter, optimizer, num_epochs, device=device, loss=loss,
         hparams=settings, label=label, on_epoch=LivePlot(label) if live else None,
-        progress=live, on_batch=on_batch, should_stop=should_stop,
+        progress=live, on_batch=on_batch, should_stop=should_stop, evaluator=evaluator,
+        reduce=reduce,
     )  # fmt: skip
     if live:
         print(history.summary())

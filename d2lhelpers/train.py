@@ -26,6 +26,7 @@ from .precision import Precision, choose_precision
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # mean loss of (logits, labels)
 Evaluator = Callable[[nn.Module, Batches, Precision], float]
+Reduce = Callable[[torch.Tensor], torch.Tensor]  # sums a tensor over data-parallel processes
 
 
 def default_device() -> torch.device:
@@ -132,6 +133,7 @@ def train_one_epoch(
     loss: Loss | None = None,
     on_batch: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    reduce: Reduce | None = None,
 ) -> tuple[float, float, int]:
     """One pass over ``batches``; returns (mean loss, accuracy, number of examples).
 
@@ -147,35 +149,50 @@ def train_one_epoch(
 
     Raises :class:`Diverged` as soon as a batch's loss is not finite or above
     :func:`exploded_loss`, before that batch updates the weights.
+
+    ``reduce``, for data-parallel training (:mod:`d2lhelpers.distributed`), sums a float64 tensor
+    over the processes, each of which trains on its share of every batch with its model wrapped
+    in ``DistributedDataParallel`` (which averages the gradients over the processes). Each batch's
+    loss sum, size and correct count are then summed over the processes, so that the divergence
+    check, the progress bar and the returned numbers are the whole batch's, the same on every
+    process; the full batch size is the whole batch's, and a process's share of ``n`` examples
+    steps on its mean loss times ``n * processes / full``: averaged over the processes, the
+    gradient of the whole batch's loss sum over ``full``, as one process takes it. A share may be
+    empty (a short last batch split over more processes than it has examples): it steps on zero.
     """
     loss = loss or F.cross_entropy
     net.train()
-    full = 0
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    correct = count = 0
+    full = 0.0
+    loss_sum = correct = count = 0.0
     for batch, (x, y) in enumerate(batches, start=1):
         if should_stop is not None and should_stop():
             raise Stopped
+        n = len(y)
         with precision.autocast():
             logits = net(x)
-            mean = loss(logits, y)
-        full = max(full, len(y))
-        value = mean.item()
+            mean = loss(logits, y) if n else logits.sum() * 0.0  # an empty share: no loss
+        right = (logits.argmax(1) == y).sum().item()
+        totals = torch.tensor([mean.item() * n, n, right, 1.0], dtype=torch.float64)
+        if reduce is not None:  # the whole batch's numbers, over every process
+            totals = reduce(totals)
+        batch_loss, batch_size, right, processes = totals.tolist()
+        value = batch_loss / batch_size if batch_size else math.nan
+        full = max(full, batch_size)
         if not math.isfinite(value) or value > exploded_loss(logits.shape[1]):
             raise Diverged(batch, value)
         optimizer.zero_grad(set_to_none=True)
-        precision.backward_and_step(mean * (len(y) / full), optimizer)
+        precision.backward_and_step(mean * (n * processes / full), optimizer)
         if scheduler is not None:
             scheduler.step()
-        loss_sum += value * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
-        count += len(y)
+        loss_sum += batch_loss
+        correct += right
+        count += batch_size
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{value:.3f}", refresh=False)
         if on_batch is not None:
             on_batch(batch)
-    return (loss_sum / max(count, 1)).item(), correct / max(count, 1), count
+    return loss_sum / max(count, 1), correct / max(count, 1), int(count)
 
 
 @torch.inference_mode()
@@ -212,6 +229,7 @@ def fit(
     on_batch: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     evaluator: Evaluator = evaluate,
+    reduce: Reduce | None = None,
 ) -> History:
     """Train for ``num_epochs`` and evaluate after each epoch.
 
@@ -220,7 +238,9 @@ def fit(
     answering True marks it "stopped", Ctrl-C "interrupted". Either way the epochs completed so
     far are returned, never a NaN. ``loss``, ``scheduler``, ``on_batch`` and ``should_stop`` go
     to :func:`train_one_epoch`; ``evaluator(net, test_iter, precision)`` measures the test
-    accuracy (:func:`evaluate` by default).
+    accuracy (:func:`evaluate` by default). ``reduce`` goes to :func:`train_one_epoch` for
+    data-parallel training (:mod:`d2lhelpers.distributed`); ``should_stop`` must then answer the
+    same on every process.
     """
     num_epochs = positive_int("num_epochs", num_epochs)
     precision = precision or choose_precision(device)
@@ -233,7 +253,7 @@ def fit(
             try:
                 mean_loss, train_acc, count = train_one_epoch(
                     net, train_iter, optimizer, precision, bar, scheduler,
-                    loss=loss, on_batch=on_batch, should_stop=should_stop,
+                    loss=loss, on_batch=on_batch, should_stop=should_stop, reduce=reduce,
                 )  # fmt: skip
             except Stopped:
                 history.status = "stopped"

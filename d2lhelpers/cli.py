@@ -1,0 +1,327 @@
+"""The chapter's recipe from a shell: fine-tune (or train from scratch) and save the results,
+alone or on several processes under ``torchrun`` (see :mod:`d2lhelpers.distributed`).
+
+One process::
+
+    python -m d2lhelpers.cli --data standin --save model.pt --history-json history.json
+
+Two GPUs (or two CPU processes) of one machine, the same steps as one device with the same
+``--batch-size``::
+
+    torchrun --standalone --nproc_per_node=2 -m d2lhelpers.cli --data real --save model.pt
+
+Two machines with 8 GPUs each (the same command on both; HOST is the first machine)::
+
+    torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 \\
+        -m d2lhelpers.cli --data real --save model.pt
+
+Run ``python -m d2lhelpers.cli --help`` for the options. Installed, the package also has it as the
+command ``d2lhelpers-train`` (under torchrun: ``torchrun --no-python ... d2lhelpers-train ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.elastic.multiprocessing.errors import record
+from torchvision.models import resnet18
+
+from .chapter import chapter_settings
+from .data import HotdogData, Recipe, hotdog_data
+from .distributed import DEFAULT_TIMEOUT_S, Parallel, freeze_batchnorm, start, stop, under_torchrun
+from .fileutil import atomic_write
+from .finetune import train_fine_tuning
+from .models import imagenet_resnet18, make_target_model
+from .settings import PRECISION_ENV
+from .standin import standin_resnet18
+from .train import History, default_device
+from .workspace import prepare
+
+DESCRIPTION = """\
+Fine-tune ResNet-18 on the hot dog data with the chapter's recipe (train_fine_tuning), or train
+it from scratch (--scratch), alone or under torchrun on several processes: GPUs (NCCL), or CPU
+processes (gloo) without CUDA. Under torchrun, --batch-size is the global batch: each of the P
+processes takes batch-size / P examples of every batch at the same learning rate, which gives
+the steps of one device with that batch (BatchNorm aside: see --batchnorm; with augmentation,
+each process draws its own crops). Rank 0 alone prints, writes --history-json and --save.
+Defaults are the chapter's settings for the data (d2lhelpers.chapter; $D2LHELPERS_SHORT_RUN=1
+shortens them to one epoch)."""
+
+EPILOG = """\
+examples:
+  python -m d2lhelpers.cli --data standin --history-json history.json
+  torchrun --standalone --nproc_per_node=2 -m d2lhelpers.cli --data real --save model.pt
+  torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 \\
+      -m d2lhelpers.cli --data real --save model.pt     (the same command on every machine)
+
+A process that fails or hangs ends the job: torchrun stops the other processes of its machine
+at once, and those of other machines stop at their next collective operation, after --timeout
+seconds at the latest. Exit status: 0 when training ended normally, 1 when it diverged, was
+stopped or failed, 130 when interrupted."""
+
+FAIL_MODES = ("exit", "raise", "hang")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's options (see ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m d2lhelpers.cli",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data",
+        choices=("auto", "real", "standin"),
+        default=None,
+        help="real hot dog photos and ImageNet weights, or the offline stand-in "
+        "(default: $D2LHELPERS_DATA_SOURCE, else auto: real when reachable)",
+    )
+    data.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the data folder (default: $D2LHELPERS_DATA, else ~/.cache/d2lhelpers)",
+    )
+    data.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="train on this hot dog folder instead of --data (DIR/train and DIR/test, each "
+        "with hotdog/ and not-hotdog/), starting from --source-checkpoint, or "
+        "from ImageNet weights at 224 px without it",
+    )
+    data.add_argument(
+        "--source-checkpoint",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --images: a stand-in source model checkpoint (the .pt file "
+        "the stand-in caches in the data folder); its image size is the crop "
+        "size",
+    )
+    train = parser.add_argument_group("training (defaults: the chapter's)")
+    train.add_argument(
+        "--scratch",
+        action="store_true",
+        help="train a randomly initialised ResNet-18 at one learning rate "
+        "instead of fine-tuning the source model",
+    )
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="the global batch size (a multiple of the number of processes)",
+    )
+    train.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate (default: the chapter's finetune_lr, or scratch_lr)",
+    )
+    train.add_argument(
+        "--head-multiplier",
+        type=float,
+        default=10.0,
+        help="the output layer's learning rate over the others' when fine-tuning (default 10)",
+    )
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the new output layer, the batch order and the crops",
+    )
+    train.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="train on centre crops instead of random crops and flips",
+    )
+    train.add_argument(
+        "--batchnorm",
+        choices=("local", "sync", "frozen"),
+        default="local",
+        help="local (default): each process normalises with its own share's "
+        "statistics; sync: SyncBatchNorm over the whole batch (CUDA only); "
+        "frozen: the source model's statistics, fixed, and BatchNorm's weights "
+        "do not learn (the steps then do not depend on how a batch is split)",
+    )
+    train.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default=None,
+        help="autocast precision (default: $D2LHELPERS_PRECISION, else auto)",
+    )
+    train.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "mps"),
+        default="auto",
+        help="auto: CUDA (cuda:LOCAL_RANK under torchrun), else MPS alone, else the CPU",
+    )
+    train.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help="under torchrun: seconds a process waits in a collective operation "
+        "for the others before it fails (default %(default)g)",
+    )
+    out = parser.add_argument_group("output (rank 0)")
+    out.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="save the trained model's state_dict here (torch.save)",
+    )
+    out.add_argument(
+        "--history-json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write the History (per-epoch loss and accuracies, settings) as JSON",
+    )
+    out.add_argument("--label", default=None, help="the run's label in the History")
+    out.add_argument("--quiet", action="store_true", help="no progress bar or result lines")
+    # For the tests only: every rank saves PATH.rank<k>; a rank fails after some batches.
+    hidden = argparse.SUPPRESS
+    parser.add_argument("--test-save-every-rank", action="store_true", help=hidden)
+    parser.add_argument("--test-fail-rank", type=int, default=None, help=hidden)
+    parser.add_argument("--test-fail-after", type=int, default=1, help=hidden)
+    parser.add_argument("--test-fail-mode", choices=FAIL_MODES, default="exit", help=hidden)
+    return parser
+
+
+def load_data(args: argparse.Namespace, progress: bool) -> tuple[str, HotdogData, nn.Module]:
+    """The data kind ("real" or "standin"), the images and the source model that ``args``
+    name."""
+    if args.images is None:
+        if args.source_checkpoint is not None:
+            raise SystemExit("--source-checkpoint needs --images (the folder it goes with).")
+        workspace = prepare(args.data, args.data_dir, progress=progress)
+        return workspace.kind, workspace.data(), workspace.source_model()
+    if args.source_checkpoint is None:
+        recipe = Recipe(224)
+        return "real", hotdog_data(args.images, recipe), imagenet_resnet18(progress=progress)
+    checkpoint = torch.load(args.source_checkpoint, map_location="cpu", weights_only=True)
+    recipe = Recipe(checkpoint["settings"]["image_size"])
+    return "standin", hotdog_data(args.images, recipe), standin_resnet18(checkpoint)
+
+
+def _fail_hook(args: argparse.Namespace, rank: int):
+    """For the tests: a callback after every batch that makes this rank fail as asked."""
+    if args.test_fail_rank != rank:
+        return None
+    done = 0
+
+    def on_batch(_: int) -> None:
+        nonlocal done
+        done += 1
+        if done < args.test_fail_after:
+            return
+        print(f"rank {rank}: failing after {done} batches, as the test asked", file=sys.stderr)
+        sys.stderr.flush()
+        if args.test_fail_mode == "exit":
+            os._exit(3)
+        if args.test_fail_mode == "hang":
+            time.sleep(3600)
+        raise RuntimeError(f"rank {rank} fails after {done} batches, as the test asked")
+
+    return on_batch
+
+
+def _save_state(net: nn.Module, path: Path) -> None:
+    state = {key: value.detach().cpu() for key, value in net.state_dict().items()}
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def _write_history(history: History, path: Path) -> None:
+    text = json.dumps(history.to_dict(), indent=1).encode()
+    atomic_write(path, lambda f: f.write(text))
+
+
+def _train(args: argparse.Namespace, parallel: Parallel | None) -> History:
+    rank = parallel.rank if parallel else 0
+    main = rank == 0
+    kind, data, source = load_data(args, progress=main and not args.quiet)
+    settings = chapter_settings(kind)
+    torch.manual_seed(args.seed)  # the new output layer (or the whole scratch model)
+    net = resnet18(num_classes=2) if args.scratch else make_target_model(source, num_classes=2)
+    if args.batchnorm == "frozen":
+        freeze_batchnorm(net)
+    lr = settings["scratch_lr" if args.scratch else "finetune_lr"] if args.lr is None else args.lr
+    device = None if args.device == "auto" else torch.device(args.device)
+    history = train_fine_tuning(
+        net, lr, data,
+        batch_size=settings["batch_size"] if args.batch_size is None else args.batch_size,
+        num_epochs=settings["num_epochs"] if args.epochs is None else args.epochs,
+        param_group=not args.scratch, head_multiplier=args.head_multiplier, seed=args.seed,
+        augment=not args.no_augment, device=device or default_device(), live=not args.quiet,
+        label=args.label or ("from scratch" if args.scratch else "fine-tuning"),
+        on_batch=_fail_hook(args, rank), parallel=parallel,
+    )  # fmt: skip
+    history.hparams.update(data=kind, image_size=data.recipe.size, batchnorm=args.batchnorm,
+                           processes=parallel.processes if parallel else 1)  # fmt: skip
+    if args.save is not None and (main or args.test_save_every_rank):
+        _save_state(net, args.save if main else args.save.with_name(f"{args.save.name}.rank{rank}"))
+    if main and args.history_json is not None:
+        _write_history(history, args.history_json)
+    return history
+
+
+def _from_collective(err: BaseException) -> bool:
+    """Whether ``err`` was raised in a collective operation of ``torch.distributed`` (or DDP),
+    as when another process of the job failed, left or hung past the timeout."""
+    if isinstance(err, dist.DistError):
+        return True
+    frames = traceback.extract_tb(err.__traceback__)
+    where = Path(frames[-1].filename).parts[-3:] if frames else ()
+    return "distributed" in where[:-1] or where[-2:] == ("parallel", "distributed.py")
+
+
+@record  # torchrun's summary then shows a failed process's exception
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.precision is not None:
+        os.environ[PRECISION_ENV] = args.precision
+    parallel = None
+    if under_torchrun():
+        device = None if args.device == "auto" else args.device
+        parallel = start(device=device, sync_batchnorm=args.batchnorm == "sync",
+                         timeout=args.timeout)  # fmt: skip
+    elif args.batchnorm == "sync":
+        raise SystemExit("--batchnorm sync needs several processes: run under torchrun.")
+    try:
+        history = _train(args, parallel)
+    except RuntimeError as err:
+        if parallel is None or not _from_collective(err):
+            raise
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(
+            f"d2lhelpers.cli: rank {parallel.rank} of {parallel.processes} stops: another "
+            f"process of the job failed, left or did not answer within --timeout "
+            f"({args.timeout:g} s). {type(err).__name__}: {reason}",
+            file=sys.stderr,
+        )
+        return 1  # without destroying the process group, which can wait on the lost peer
+    stop()
+    if history.status == "interrupted":
+        return 130
+    return 0 if history.status == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
