@@ -172,9 +172,14 @@ def _decode_one(path: Path, stored_size: int) -> tuple[np.ndarray, tuple[int, in
         img = load_rgb(path, size=stored_size)
     except BadImageError as err:
         return str(err)
-    size = img.size
-    img = img.resize((stored_size, stored_size), Image.Resampling.BILINEAR)
-    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)), size
+    return square_pixels(img, stored_size), img.size
+
+
+def square_pixels(img: Image.Image, side: int) -> np.ndarray:
+    """An RGB image squashed to ``side`` x ``side`` (bilinear) as contiguous (3, S, S) uint8:
+    how the decoded cache stores every image."""
+    img = img.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def _cache_key(items: Sequence[tuple[Path, int]], stored_size: int) -> str:

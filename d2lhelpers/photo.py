@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
-import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
 from .checks import positive_finite, positive_int
-from .data import DecodedImages, Recipe
+from .data import DecodedImages, Recipe, square_pixels
 from .fileutil import display_path
 from .images import BadImageError, load_rgb
 from .predict import class_label, logits_of
@@ -196,9 +195,7 @@ def _too_large(label: str, reason: str) -> str:
 def photo_pixels(image: Image.Image, recipe: Recipe) -> torch.Tensor:
     """``image`` squashed to ``recipe.stored_size`` square as the decoded cache stores it:
     (3, S, S) uint8."""
-    side = recipe.stored_size
-    square = image.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(square, np.uint8).transpose(2, 0, 1)))
+    return torch.from_numpy(square_pixels(image, recipe.stored_size))
 
 
 def classify_photo(

@@ -207,9 +207,15 @@ class Sweeper:
             device=self.device, live=False, should_stop=should_stop,
             on_batch=_per_run(on_progress, setting.num_epochs, batches),
         )  # fmt: skip
-        test = BatchLoader(self.test_images, 2 * self.batch_size, self.data.recipe, train=False,
-                           device=self.device)  # fmt: skip
-        return history, self._test_accuracy(history, net, test, self.precision)
+        return history, self.test_accuracy(net) if history.status == "ok" else None
+
+    def test_accuracy(self, net: nn.Module) -> float:
+        """``net``'s accuracy on the test set (centre crops), measured in evaluation mode."""
+        test = BatchLoader(
+            self.test_images, 2 * self.batch_size, self.data.recipe, train=False,
+            device=self.device,
+        )  # fmt: skip
+        return evaluate(net.to(self.device), test, self.precision)
 
     def train_head(
         self,
@@ -234,11 +240,7 @@ class Sweeper:
             precision=fp32, hparams=asdict(setting), progress=False, should_stop=should_stop,
             on_batch=_per_run(on_progress, setting.num_epochs, len(train)),
         )  # fmt: skip
-        return history, self._test_accuracy(history, head, test, fp32)
-
-    @staticmethod
-    def _test_accuracy(history: History, net: nn.Module, test, precision: Precision):
-        return evaluate(net, test, precision) if history.status == "ok" else None
+        return history, evaluate(head, test, fp32) if history.status == "ok" else None
 
     def features(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Features and labels of the frozen source body for the training, validation and test
