@@ -118,11 +118,12 @@ colab-check: $(COLAB_STAMP)
 	@mkdir -p _build
 	NOTEBOOK_RUNS_LOG=$(CURDIR)/$(RUNS_LOG) $(COLAB_VENV)/bin/python scripts/colab_check.py
 
-# Each notebook is executed twice: by nbval in the Colab-like environment and by the book build
-# (which the browser test then reads). The last step prints how often each one ran.
+# Each notebook is executed twice on the stand-in: by nbval in the Colab-like environment and by
+# the book build (which the browser test then reads); the last step prints how often each one
+# ran. real-check runs both once more, shortened (one epoch, one seed), on the real-data branch.
 test:
 	@mkdir -p _build && rm -f $(RUNS_LOG) _build/book.log
-	$(MAKE) lint unit widgets7 integration colab-check book browser
+	$(MAKE) lint unit widgets7 integration colab-check book browser real-check
 	$(BIN)/python scripts/notebook_runs.py $(RUNS_LOG) _build/book.log
 
 # The lower bounds of pyproject.toml, tested: the fast unit tests and the chapter on the stand-in

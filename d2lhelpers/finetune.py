@@ -60,13 +60,16 @@ def train_fine_tuning(
     head_multiplier = positive_finite("head_multiplier", head_multiplier)
     device = parallel.device if parallel else device or default_device()
     train_iter, test_iter = data.loaders(batch_size, device, seed, augment)
-    net = net.to(device, memory_format=torch.channels_last)  # same weights, faster convolutions
+    # channels_last: the same weights, in the memory layout that convolves fastest
+    net = net.to(device, memory_format=torch.channels_last)
     if param_group:
-        head_params = list(net.fc.parameters())
-        body_params = [p for name, p in net.named_parameters() if not name.startswith("fc.")]
+        fc_params = list(net.fc.parameters())
+        other_params = [
+            p for name, p in net.named_parameters() if not name.startswith("fc.")
+        ]  # fmt: skip
         params = [
-            {"params": body_params},
-            {"params": head_params, "lr": learning_rate * head_multiplier},
+            {"params": other_params},
+            {"params": fc_params, "lr": learning_rate * head_multiplier},
         ]
     else:
         params = net.parameters()
@@ -74,18 +77,21 @@ def train_fine_tuning(
     optimizer = torch.optim.SGD(params, lr=learning_rate, weight_decay=weight_decay)
     loss = nn.CrossEntropyLoss()
     evaluator, reduce = evaluate, None  # one process
-    if parallel is not None:  # several processes (torchrun): see d2lhelpers.distributed
+    if parallel is not None:  # several processes under torchrun
         net, train_iter, test_iter = parallel.shard(net, train_iter, test_iter)
-        evaluator, reduce, live = parallel.evaluate, parallel.reduce, live and parallel.is_main
-    settings = {"learning_rate": learning_rate, "param_group": param_group,
-                "head_multiplier": head_multiplier, "batch_size": batch_size,
-                "num_epochs": num_epochs, "weight_decay": weight_decay, "seed": seed,
-                "augment": augment}  # fmt: skip
+        evaluator, reduce = parallel.evaluate, parallel.reduce
+        live = live and parallel.is_main
+    hparams = {
+        "learning_rate": learning_rate, "param_group": param_group,
+        "head_multiplier": head_multiplier, "batch_size": batch_size,
+        "num_epochs": num_epochs, "weight_decay": weight_decay,
+        "seed": seed, "augment": augment,
+    }  # fmt: skip
     history = fit(
-        net, train_iter, test_iter, optimizer, num_epochs, device=device, loss=loss,
-        hparams=settings, label=label, on_epoch=LivePlot(label) if live else None,
-        progress=live, on_batch=on_batch, should_stop=should_stop, evaluator=evaluator,
-        reduce=reduce,
+        net, train_iter, test_iter, optimizer, num_epochs, device=device,
+        loss=loss, evaluator=evaluator, reduce=reduce, hparams=hparams,
+        label=label, on_epoch=LivePlot(label) if live else None,
+        progress=live, on_batch=on_batch, should_stop=should_stop,
     )  # fmt: skip
     if live:
         print(history.summary())

@@ -1,4 +1,4 @@
-"""Execute notebooks and keep only the outputs of cells marked ``# NBVAL_CHECK_OUTPUT``.
+"""Execute notebooks and keep only the outputs of cells tagged ``nbval-check-output``.
 
 nbval compares those stored outputs on every test run; all other outputs are dropped so the
 committed notebooks stay small and diff-able. Usage:
@@ -14,11 +14,11 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+CHECK_TAG = "nbval-check-output"  # nbval compares the stored outputs of cells with this tag
 
 
 def is_checked(cell) -> bool:
-    return cell.cell_type == "code" and CHECK_MARK in cell.source
+    return cell.cell_type == "code" and CHECK_TAG in cell.metadata.get("tags", [])
 
 
 def store(path: Path, timeout: int = 1800) -> None:

@@ -174,7 +174,7 @@ def test_the_sweep_panel_renders_as_real_controls(visits: dict) -> None:
     buttons = page.eval_on_selector_all(
         ".jupyter-widgets button", "els => els.map(e => e.innerText.trim())"
     )
-    assert {"运行", "清除"} <= set(buttons), buttons  # the panel's Run and Clear buttons
+    assert {"运行", "停止", "清除"} <= set(buttons), buttons  # the panel's Run, Stop, Clear
     assert page.locator(".jupyter-widgets .widget-slider").count() >= 2
     assert page.locator(".jupyter-widgets select[multiple]").count() >= 1
     assert page.locator(".jupyter-widgets input[type=checkbox]").count() >= 2
@@ -214,6 +214,37 @@ def test_no_page_shows_a_traceback(visits: dict, path: str) -> None:
     page, _ = visits[path]
     assert "Traceback (most recent call last)" not in page.inner_text("body")
     assert page.locator(".output.traceback, .output.error").count() == 0
+
+
+def test_the_photo_panel_shows_its_example_photo_and_verdict(visits: dict) -> None:
+    page, _ = visits["chapters/fine-tuning.html"]
+    page.wait_for_selector(".jupyter-widgets input[type=file]", state="attached", timeout=WAIT_MS)
+    buttons = page.eval_on_selector_all(
+        ".jupyter-widgets button", "els => els.map(e => e.innerText.trim())"
+    )
+    assert "识别" in buttons, buttons
+    photos = page.eval_on_selector_all(
+        ".jupyter-widgets img", "els => els.filter(e => e.naturalWidth > 0).length"
+    )
+    assert photos >= 1
+    verdict = " ".join(page.locator(".jupyter-widgets").all_inner_texts())
+    assert re.search(r"(热狗|非热狗)[^0-9]{0,12}\d+(\.\d+)?\s*%", verdict), verdict[:300]
+
+
+@pytest.mark.parametrize("path", ["chapters/fine-tuning.html", "chapters/exercises.html"])
+def test_code_and_tables_fit_the_text_column(visits: dict, path: str) -> None:
+    """No shown code cell or results table needs a horizontal scroll bar."""
+    page, _ = visits[path]
+    wide = page.eval_on_selector_all(
+        ".cell_input pre, .cell_output pre, main table",
+        """els => els.filter(e => e.checkVisibility()).filter(e => {
+            const column = e.closest("article") || e.closest("main");
+            const scrolls = e.tagName === "PRE" && e.scrollWidth > e.clientWidth + 1;
+            const right = e.getBoundingClientRect().right;
+            return scrolls || right > column.getBoundingClientRect().right + 1;
+        }).map(e => e.tagName + ": " + e.innerText.slice(0, 60))""",
+    )
+    assert not wide, wide
 
 
 def test_screenshots_were_saved(visits: dict) -> None:

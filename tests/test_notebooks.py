@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -10,11 +11,15 @@ import yaml
 from book_site import ROOT, book_config
 
 NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
-CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+CHECK_TAG = "nbval-check-output"
 
 
 def code_cells(path: Path) -> list:
     return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def checked(cell) -> bool:
+    return CHECK_TAG in cell.metadata.get("tags", [])
 
 
 def test_there_are_notebooks() -> None:
@@ -24,10 +29,9 @@ def test_there_are_notebooks() -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_only_checked_cells_keep_outputs(path: Path) -> None:
     cells = code_cells(path)
-    checked = [c for c in cells if CHECK_MARK in c.source]
-    assert checked, f"{path.name} has no output-checked cell"
+    assert any(checked(c) for c in cells), f"{path.name} has no output-checked cell"
     for cell in cells:
-        if CHECK_MARK in cell.source:
+        if checked(cell):
             assert cell.outputs, f"checked cell without stored output: {cell.source[:60]!r}"
         else:
             assert not cell.outputs, f"unchecked cell with stored output: {cell.source[:60]!r}"
@@ -77,3 +81,29 @@ def test_config_has_launch_and_repository_settings() -> None:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
     listed = {entry["file"] for entry in toc["chapters"]}
     assert listed == {str(p.relative_to(ROOT).with_suffix("")) for p in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_test_markers_are_tags_not_code(path: Path) -> None:
+    for cell in code_cells(path):
+        assert "NBVAL" not in cell.source.upper(), cell.source[:60]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_shown_code_fits_the_code_column(path: Path) -> None:
+    """Code the book shows (not hidden behind hide-input) is at most 81 characters wide."""
+    for cell in code_cells(path):
+        if "hide-input" in cell.metadata.get("tags", []):
+            continue
+        for line in cell.source.splitlines():
+            assert len(line) <= 81, f"{path.name}: {line!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chinese_prose_uses_full_width_quotes(path: Path) -> None:
+    """Outside code spans, Chinese text quotes with “…”, never ASCII double quotes."""
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "markdown":
+            continue
+        prose = re.sub(r"`[^`]*`", "", re.sub(r"\(([^)]*)\)", "", cell.source))
+        assert '"' not in prose, f"{path.name}: {cell.source[:80]!r}"
