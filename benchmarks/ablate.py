@@ -190,7 +190,7 @@ def main() -> None:
         rate = reference_loader_rate(root, size)
         print(f"| {size} | reference loader only (ImageFolder, PIL transforms) | {rate:.0f} |")
         recipe = Recipe(size)
-        images = decode_folder(root / "train", recipe.train_stored_size, HOTDOG_CLASSES)
+        images = decode_folder(root / "train", recipe.train_side, HOTDOG_CLASSES)
         for channels_last in (False, True):
             rate = loader_rate(images, recipe, channels_last)
             print(f"| {size} | ours' loader only, channels-last {channels_last} | {rate:.0f} |")

@@ -292,9 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     source = prepare_source(args.data_dir, args.seed, args.source)
     sizes = set(args.sizes) | (set() if args.skip_frozen else {args.frozen_size})
     recipes = [Recipe(size) for size in sizes]
-    stored_sizes = {
-        side for recipe in recipes for side in (recipe.stored_size, recipe.train_stored_size)
-    }
+    stored_sizes = {side for recipe in recipes for side in (recipe.resize_side, recipe.train_side)}
     clear_decoded(root, stored_sizes)
     results = run_all(args, root, source, args.device)
     report = build_report(args, data, results)

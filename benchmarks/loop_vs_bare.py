@@ -99,8 +99,8 @@ def measure(
     ``repeats`` interleaved measurements."""
     recipe = Recipe(size)
     precision = choose_precision(CPU, precision_name)
-    train = random_split(images, recipe.train_stored_size, seed=1)
-    test = random_split(images // 2, recipe.stored_size, seed=2)
+    train = random_split(images, recipe.train_side, seed=1)
+    test = random_split(images // 2, recipe.resize_side, seed=2)
     loader = BatchLoader(train, batch_size, recipe, train=True, seed=0)
     test_loader = BatchLoader(test, 2 * batch_size, recipe, train=False)
     fixed = [(x.clone(), y.clone()) for x, y in loader]  # the same crops, made once

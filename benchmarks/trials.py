@@ -164,7 +164,7 @@ def workspace_of(
 def run_warmup(trial: Trial) -> dict[str, Any]:
     """Build ours' decoded caches (timed: the one-off cost) and read every JPEG once."""
     root, recipe = Path(trial.data_root), Recipe(trial.size)
-    sides = {"train": recipe.train_stored_size, "test": recipe.stored_size}
+    sides = {"train": recipe.train_side, "test": recipe.resize_side}
     result: dict[str, Any] = {"cache_bytes": 0}
     for split, side in sides.items():
         start = time.perf_counter()
@@ -352,7 +352,7 @@ def run_frozen_full(trial: Trial, device: torch.device) -> dict[str, Any]:
     start = time.perf_counter()
     kwargs = {"device": device, "seed": trial.seed}
     data = workspace.data()
-    train, test = data.split_validation().train.resized(recipe.stored_size), data.held_out
+    train, test = data.split_validation().train.resized(recipe.resize_side), data.held_out
     accs = []
     for setting in settings:
         net = freeze_body(target_model(workspace.source_model(), trial.seed))

@@ -38,10 +38,10 @@ from torchvision.models import resnet18
 
 from .chapter import chapter_settings
 from .data import HotdogData, Recipe, hotdog_data
-from .distributed import DEFAULT_TIMEOUT_S, Parallel, freeze_batchnorm, start, stop, under_torchrun
+from .distributed import DEFAULT_TIMEOUT_S, Parallel, start, stop, under_torchrun
 from .fileutil import atomic_write
 from .finetune import train_fine_tuning
-from .models import imagenet_resnet18, make_target_model
+from .models import freeze_batchnorm, imagenet_resnet18, make_target_model
 from .settings import PRECISION_ENV
 from .standin import standin_resnet18
 from .train import History, default_device

@@ -17,7 +17,7 @@ The test transform equals the chapter's ``Resize([256, 256])`` + ``CenterCrop(22
 original photo (area and aspect ratio relative to the photo's own width and height) and then
 located in the squashed ``S x S`` image: the crop shows the same region with the same shape as
 the chapter's (drawn relative to the square, the jitter would also hold the photo's own aspect
-ratio). The training split is decoded at a higher resolution (:attr:`Recipe.train_stored_size`)
+ratio). The training split is decoded at a higher resolution (:attr:`Recipe.train_side`)
 than the test split, so that small crops are less blurry than a test-resolution cache makes them.
 """
 
@@ -61,7 +61,7 @@ HOTDOG_CLASSES = ("hotdog", "not-hotdog")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CACHE_FORMAT = 3  # 3: raw pixel rows (.u8) written image by image, beside a JSON of metadata
-MAX_TRAIN_STORED_SIZE = 512  # 786,432 bytes per decoded training image
+MAX_TRAIN_SIDE = 512  # 786,432 bytes per decoded training image
 DEFAULT_RAM_BUDGET = 2 << 30  # bytes of decoded pixels held in memory; above: memory-mapped
 
 
@@ -90,17 +90,18 @@ class Recipe:
             positive_finite("Recipe.std", value)
 
     @property
-    def stored_size(self) -> int:
-        """Side of the squashed test images in the decoded cache (256 for a 224 crop)."""
+    def resize_side(self) -> int:
+        """The test transform's ``Resize([s, s])`` side, at which test images are cached (256
+        for a 224 crop)."""
         return round(self.size * self.resize_ratio)
 
     @property
-    def train_stored_size(self) -> int:
-        """Side of the squashed training images: 2x ``stored_size``, at most 512 (at least
-        ``stored_size``), so that a random crop is cut from more pixels than a test-resolution
-        cache would give it (146 for a 64 crop, 512 for a 224 crop). 4x sharpened small crops
-        further but made the loader 3x slower at 64 px."""
-        return max(self.stored_size, min(2 * self.stored_size, MAX_TRAIN_STORED_SIZE))
+    def train_side(self) -> int:
+        """Side of the squashed training images in the decoded cache: 2x ``resize_side``, at
+        most 512 (at least ``resize_side``), so that a random crop is cut from more pixels than
+        a test-resolution cache would give it (146 for a 64 crop, 512 for a 224 crop). 4x
+        sharpened small crops further but made the loader 3x slower at 64 px."""
+        return max(self.resize_side, min(2 * self.resize_side, MAX_TRAIN_SIDE))
 
 
 @dataclass
@@ -409,7 +410,7 @@ class BatchLoader:
         if recipe.size > images.stored_size:
             raise ValueError(
                 f"Crop size {recipe.size} exceeds the decoded image size {images.stored_size}; "
-                f"decode with stored_size={recipe.stored_size}."
+                f"decode with stored_size={recipe.resize_side}."
             )
         self.images, self.batch_size, self.recipe, self.train = images, batch_size, recipe, train
         self.augment = train if augment is None else augment
@@ -577,7 +578,7 @@ class HotdogData:
         ``augment=False`` the test transform) and held-out batches (centre crops, in batches
         twice as large), both prepared on ``device``."""
         batch_size = positive_int("batch_size", batch_size, minimum=2)
-        train = self.train if augment else self.train.resized(self.recipe.stored_size)
+        train = self.train if augment else self.train.resized(self.recipe.resize_side)
         return (
             BatchLoader(train, batch_size, self.recipe, train=True, augment=augment,
                         device=device, seed=seed),
@@ -591,7 +592,7 @@ class HotdogData:
         resolution, so they are prepared exactly as test images are.
         """
         kept, held = stratified_split(self.train.labels, fraction, seed)
-        validation = self.train.subset(held).resized(self.recipe.stored_size)
+        validation = self.train.subset(held).resized(self.recipe.resize_side)
         return HotdogData(self.train.subset(kept), validation, self.recipe)
 
 
@@ -600,11 +601,11 @@ def hotdog_data(
 ) -> HotdogData:
     """The training and test images of a hot dog folder ``root/{train,test}/{hotdog,not-hotdog}``.
 
-    Each split is decoded once (training images at ``recipe.train_stored_size``, test images at
-    ``recipe.stored_size``) and cached in ``cache_dir`` (default: :func:`decode_cache_dir`, which
+    Each split is decoded once (training images at ``recipe.train_side``, test images at
+    ``recipe.resize_side``) and cached in ``cache_dir`` (default: :func:`decode_cache_dir`, which
     avoids a read-only ``root``).
     """
     root = Path(root)
-    train = decode_folder(root / "train", recipe.train_stored_size, cache_dir=cache_dir)
-    test = decode_folder(root / "test", recipe.stored_size, cache_dir=cache_dir)
+    train = decode_folder(root / "train", recipe.train_side, cache_dir=cache_dir)
+    test = decode_folder(root / "test", recipe.resize_side, cache_dir=cache_dir)
     return HotdogData(train, test, recipe)

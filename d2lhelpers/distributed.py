@@ -71,7 +71,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torchvision.ops import FrozenBatchNorm2d
 
 from .checks import positive_finite, positive_int
 from .data import BatchLoader, batches_per_epoch, epoch_batches
@@ -86,7 +85,6 @@ __all__ = [
     "HeldOutShare",
     "Parallel",
     "ShardedBatches",
-    "freeze_batchnorm",
     "share_sizes",
     "start",
     "stop",
@@ -285,20 +283,3 @@ def stop() -> None:
     """Leave the job (destroy the process group), if this process joined one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def freeze_batchnorm(net: nn.Module) -> nn.Module:
-    """Replace every ``BatchNorm2d`` of ``net`` by a ``FrozenBatchNorm2d`` holding its weights
-    and running statistics: it normalises with those statistics in training too, and its
-    weights no longer learn. Each example is then computed on its own, so the steps do not
-    depend on how a batch is split over processes. Modifies ``net`` in place and returns it.
-    """
-    for name, child in net.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
-            for key in ("weight", "bias", "running_mean", "running_var"):
-                getattr(frozen, key).copy_(getattr(child, key).detach())
-            setattr(net, name, frozen.to(child.weight.device))
-        else:
-            freeze_batchnorm(child)
-    return net

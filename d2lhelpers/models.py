@@ -137,21 +137,24 @@ def freeze_body(net: nn.Module) -> nn.Module:
         p.requires_grad_(False)
     for p in head.parameters():
         p.requires_grad_(True)
-    _freeze_batchnorm(net)
+    freeze_batchnorm(net)
     return net
 
 
-def _freeze_batchnorm(module: nn.Module) -> None:
-    for name, child in module.named_children():
+def freeze_batchnorm(net: nn.Module) -> nn.Module:
+    """Replace every ``BatchNorm2d`` of ``net`` by a ``FrozenBatchNorm2d`` holding its weights
+    and running statistics: it normalises with those statistics in training too, and its
+    weights no longer learn. Each example is then computed on its own. Modifies ``net`` in
+    place and returns it."""
+    for name, child in net.named_children():
         if isinstance(child, nn.BatchNorm2d):
             frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
-            frozen.weight.copy_(child.weight.detach())
-            frozen.bias.copy_(child.bias.detach())
-            frozen.running_mean.copy_(child.running_mean)
-            frozen.running_var.copy_(child.running_var)
-            setattr(module, name, frozen.to(child.weight.device))
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(child, key).detach())
+            setattr(net, name, frozen.to(child.weight.device))
         else:
-            _freeze_batchnorm(child)
+            freeze_batchnorm(child)
+    return net
 
 
 def copy_class_row(

@@ -6,7 +6,7 @@
 and transparency; a JPEG asked for a ``size`` is decoded at reduced scale, so a 100-megapixel
 phone photo costs little). Anything that goes wrong is a :class:`PhotoError` that names the
 input and says what to do. :func:`classify_photo` applies the test transform exactly as the
-test loader does (squash to ``recipe.stored_size`` as the decoded cache does, then the
+test loader does (squash to ``recipe.resize_side`` as the decoded cache does, then the
 loader's centre crop and normalisation). :class:`PhotoPanel` puts both behind an upload
 button and an address field; :meth:`PhotoPanel.show` classifies an example up front, so the
 built book (saved widget state, no kernel) shows a result.
@@ -193,9 +193,9 @@ def _too_large(label: str, reason: str) -> str:
 
 
 def photo_pixels(image: Image.Image, recipe: Recipe) -> torch.Tensor:
-    """``image`` squashed to ``recipe.stored_size`` square as the decoded cache stores it:
+    """``image`` squashed to ``recipe.resize_side`` square as the decoded cache stores it:
     (3, S, S) uint8."""
-    return torch.from_numpy(square_pixels(image, recipe.stored_size))
+    return torch.from_numpy(square_pixels(image, recipe.resize_side))
 
 
 def classify_photo(
@@ -208,12 +208,12 @@ def classify_photo(
     """(predicted class name, its probability, all class probabilities (C,)) for one photo.
 
     ``image`` is a PIL image or a source for :func:`load_photo` (decoded for
-    ``recipe.stored_size``, as the data set is). The test transform is the test loader's: the
-    photo squashed to ``recipe.stored_size``, then its centre crop, normalised.
+    ``recipe.resize_side``, as the data set is). The test transform is the test loader's: the
+    photo squashed to ``recipe.resize_side``, then its centre crop, normalised.
     """
     classes = tuple(classes)
     if not isinstance(image, Image.Image):
-        image = load_photo(image, size=recipe.stored_size)
+        image = load_photo(image, size=recipe.resize_side)
     pixels = photo_pixels(image, recipe)[None]
     one = DecodedImages(pixels, torch.zeros(1, dtype=torch.int64), [""], classes)
     logits = logits_of(net, one, recipe, device, batch_size=1)
@@ -293,7 +293,7 @@ class PhotoPanel:
     def classify(self, source: Source, name: str | None = None) -> bool:
         """Show ``source`` and its prediction, or an error message; True when it worked."""
         try:
-            image = load_photo(source, size=self.recipe.stored_size, name=name)
+            image = load_photo(source, size=self.recipe.resize_side, name=name)
             label, probability, _ = classify_photo(
                 self.net, image, self.recipe, self.classes, self.device
             )

@@ -8,7 +8,7 @@ device's autocast, and keeps every example's class probabilities and loss. The s
 :func:`mistake_counts`) and the figures work on those :class:`Predictions`.
 
 The figures show each image as it is stored in the decoded split: the full square the photo
-was squashed to (``recipe.stored_size``), of which the model saw the centre crop
+was squashed to (``recipe.resize_side``), of which the model saw the centre crop
 (``recipe.size``, 7/8 of each side for the chapter's 224 of 256). Their text is Chinese.
 """
 
@@ -90,7 +90,7 @@ def logits_of(
 ) -> torch.Tensor:
     """(N, C) float32 logits of ``net`` for ``images`` with the test transform, on the CPU.
 
-    Images stored at another size than ``recipe.stored_size`` (a training split) are first
+    Images stored at another size than ``recipe.resize_side`` (a training split) are first
     squashed to it, as the test images are. ``net`` runs in eval mode under the device's
     autocast; every module's training mode is restored afterwards. ``device`` (default: the
     net's) is where the batches are prepared; the net must already be there.
@@ -98,7 +98,7 @@ def logits_of(
     batch_size = positive_int("batch_size", batch_size)
     device = _net_device(net, device)
     loader = BatchLoader(
-        images.resized(recipe.stored_size), batch_size, recipe, train=False, device=device
+        images.resized(recipe.resize_side), batch_size, recipe, train=False, device=device
     )
     precision = choose_precision(device)
     modes = [(module, module.training) for module in net.modules()]

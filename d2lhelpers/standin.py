@@ -144,8 +144,8 @@ def _train_source(
     device = default_device()
     torch.manual_seed(settings.seed)
     net = resnet18(num_classes=len(SOURCE_CLASSES)).to(device, memory_format=torch.channels_last)
-    train = decode_folder(root / "train", recipe.stored_size, SOURCE_CLASSES)
-    test = decode_folder(root / "test", recipe.stored_size, SOURCE_CLASSES)
+    train = decode_folder(root / "train", recipe.resize_side, SOURCE_CLASSES)
+    test = decode_folder(root / "test", recipe.resize_side, SOURCE_CLASSES)
     kwargs = {"device": device, "seed": settings.seed}
     train_iter = BatchLoader(train, settings.batch_size, recipe, train=True, **kwargs)
     test_iter = BatchLoader(test, 256, recipe, train=False, **kwargs)

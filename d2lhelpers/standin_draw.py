@@ -29,7 +29,8 @@ SpriteDrawer = Callable[[np.random.Generator, int], Image.Image]
 
 TARGET_CLASSES: tuple[str, ...] = ("hotdog", "not-hotdog")
 
-_SS = 2  # sprites are drawn at this multiple of their final size, then reduced (anti-aliasing)
+# Sprites are drawn at this multiple of their final size, then reduced (anti-aliasing).
+_SUPERSAMPLING = 2
 
 _WHITE: Color = (255, 255, 255)
 _BLACK: Color = (0, 0, 0)
@@ -60,7 +61,7 @@ _CLOTH: tuple[Color, ...] = (
 # ----------------------------------------------------------------------------- colour helpers
 
 
-def _u(rng: np.random.Generator, low: float, high: float) -> float:
+def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
     """One uniform float in ``[low, high)``."""
     return float(rng.uniform(low, high))
 
@@ -201,7 +202,7 @@ def _part_toppings(
     for _ in range(int(rng.choice([0, 1, 1, 2]))):
         kind = int(rng.integers(4))
         color = _pick(rng, _SAUCES, 10.0)
-        span = length * _u(rng, 0.55, 0.8)
+        span = length * _uniform(rng, 0.55, 0.8)
         if kind == 0:  # zigzag sauce line
             n = int(rng.integers(5, 10))
             xs = np.linspace(cx - span / 2, cx + span / 2, n)
@@ -214,7 +215,7 @@ def _part_toppings(
             )
         elif kind == 1:  # wavy sauce line
             xs = np.linspace(cx - span / 2, cx + span / 2, 16)
-            ys = cy + width * 0.18 * np.sin(np.linspace(0, _u(rng, 3, 9), 16))
+            ys = cy + width * 0.18 * np.sin(np.linspace(0, _uniform(rng, 3, 9), 16))
             draw.line(
                 list(zip(xs.tolist(), ys.tolist(), strict=True)),
                 fill=color,
@@ -229,8 +230,8 @@ def _part_toppings(
             )
             r = width * 0.07
             for _ in range(int(rng.integers(6, 14))):
-                x = cx + _u(rng, -0.5, 0.5) * span
-                y = cy + _u(rng, -0.3, 0.3) * width
+                x = cx + _uniform(rng, -0.5, 0.5) * span
+                y = cy + _uniform(rng, -0.3, 0.3) * width
                 draw.rectangle((x - r, y - r, x + r, y + r), fill=bit)
 
 
@@ -276,20 +277,21 @@ def _part_side_bun_half(
 
 # ----------------------------------------------------------------------------- food sprites
 # A sprite drawer takes (rng, length) and returns an RGBA image of one object lying
-# horizontally, drawn at ``_SS`` times the final size, whose longest side is about ``length``.
+# horizontally, drawn at ``_SUPERSAMPLING`` times the final size, whose longest side is about
+# ``length``.
 
 
 def _sprite_hotdog(rng: np.random.Generator, length: int) -> Image.Image:
     """A sausage lying in a split bun, with its ends sticking out, maybe with toppings."""
     s_len = float(length)
-    b_len = s_len * _u(rng, 0.74, 0.88)
-    b_wid = b_len * _u(rng, 0.3, 0.42)
-    s_wid = b_wid * _u(rng, 0.4, 0.5)
+    b_len = s_len * _uniform(rng, 0.74, 0.88)
+    b_wid = b_len * _uniform(rng, 0.3, 0.42)
+    s_wid = b_wid * _uniform(rng, 0.4, 0.5)
     img, draw = _layer(s_len * 1.04, b_wid * 1.9)
     cx, cy = img.width / 2, img.height / 2
     if rng.random() < 0.5:  # seen from above
         _part_open_bun(draw, rng, cx, cy, b_len, b_wid, s_wid * 1.45)
-        scx = cx + _u(rng, -0.04, 0.04) * b_len
+        scx = cx + _uniform(rng, -0.04, 0.04) * b_len
         _part_sausage(draw, rng, scx, cy, s_len, s_wid)
         _part_toppings(draw, rng, scx, cy, s_len, s_wid)
         return img
@@ -310,11 +312,11 @@ def _sprite_bun(rng: np.random.Generator, length: int) -> Image.Image:
     if kind == 2:
         return _sprite_burger_bun(rng, length)
     b_len = float(length)
-    b_wid = b_len * _u(rng, 0.3, 0.42)
+    b_wid = b_len * _uniform(rng, 0.3, 0.42)
     img, draw = _layer(b_len * 1.04, b_wid * 1.5)
     cx, cy = img.width / 2, img.height / 2
     if kind == 0:
-        _part_open_bun(draw, rng, cx, cy, b_len, b_wid, b_wid * _u(rng, 0.3, 0.6))
+        _part_open_bun(draw, rng, cx, cy, b_len, b_wid, b_wid * _uniform(rng, 0.3, 0.6))
         if rng.random() < 0.3:
             _part_toppings(draw, rng, cx, cy, b_len * 0.9, b_wid * 0.4)
         return img
@@ -356,7 +358,7 @@ def _sesame(
     """Sesame seeds scattered inside an ellipse."""
     seed = _jitter(rng, (246, 234, 200), 6.0)
     for _ in range(int(rng.integers(6, 16))):
-        a, rad = _u(rng, 0, 2 * math.pi), math.sqrt(_u(rng, 0, 1))
+        a, rad = _uniform(rng, 0, 2 * math.pi), math.sqrt(_uniform(rng, 0, 1))
         x, y = cx + rx * rad * math.cos(a), cy + ry * rad * math.sin(a)
         draw.polygon(_ellipse_points(x, y, scale * 0.03, scale * 0.015, a, 8), fill=seed)
 
@@ -364,18 +366,18 @@ def _sesame(
 def _sprite_sausage(rng: np.random.Generator, length: int) -> Image.Image:
     """One to three sausages without a bun, maybe on a fork, maybe with a sauce."""
     s_len = float(length)
-    s_wid = s_len * _u(rng, 0.12, 0.2)
+    s_wid = s_len * _uniform(rng, 0.12, 0.2)
     count = int(rng.choice([1, 1, 1, 2, 3]))
     img, draw = _layer(s_len * 1.05, s_wid * (count * 1.3 + 1.0) + s_len * 0.25)
     cx = img.width / 2
     y0 = img.height / 2 - (count - 1) * s_wid * 0.6
     for i in range(count):
         cy = y0 + i * s_wid * 1.2
-        _part_sausage(draw, rng, cx + _u(rng, -0.05, 0.05) * s_len, cy, s_len * 0.98, s_wid)
+        _part_sausage(draw, rng, cx + _uniform(rng, -0.05, 0.05) * s_len, cy, s_len * 0.98, s_wid)
         if rng.random() < 0.25:
             _part_toppings(draw, rng, cx, cy, s_len, s_wid)
     if count == 1 and rng.random() < 0.4:
-        _part_fork(draw, rng, cx + _u(rng, -0.2, 0.2) * s_len, img.height / 2, s_len * 0.55)
+        _part_fork(draw, rng, cx + _uniform(rng, -0.2, 0.2) * s_len, img.height / 2, s_len * 0.55)
     return img
 
 
@@ -398,18 +400,23 @@ def _part_fork(
 def _sprite_sausage_and_bun(rng: np.random.Generator, length: int) -> Image.Image:
     """A sausage lying next to (not inside) an empty bun."""
     b_len = float(length) * 0.9
-    b_wid = b_len * _u(rng, 0.3, 0.4)
-    s_wid = b_wid * _u(rng, 0.36, 0.46)
-    gap = b_wid * _u(rng, 0.15, 0.6)
+    b_wid = b_len * _uniform(rng, 0.3, 0.4)
+    s_wid = b_wid * _uniform(rng, 0.36, 0.46)
+    gap = b_wid * _uniform(rng, 0.15, 0.6)
     img, draw = _layer(length * 1.15, b_wid + s_wid + gap + b_wid * 0.4)
     cx = img.width / 2
     by = b_wid * 0.2 + b_wid / 2
     sy = by + b_wid / 2 + gap + s_wid / 2
     if rng.random() < 0.5:
         by, sy = img.height - by, img.height - sy
-    _part_open_bun(draw, rng, cx, by, b_len, b_wid, b_wid * _u(rng, 0.3, 0.55))
+    _part_open_bun(draw, rng, cx, by, b_len, b_wid, b_wid * _uniform(rng, 0.3, 0.55))
     _part_sausage(
-        draw, rng, cx + _u(rng, -0.1, 0.1) * b_len, sy, length * _u(rng, 0.85, 1.0), s_wid
+        draw,
+        rng,
+        cx + _uniform(rng, -0.1, 0.1) * b_len,
+        sy,
+        length * _uniform(rng, 0.85, 1.0),
+        s_wid,
     )
     return img
 
@@ -417,8 +424,8 @@ def _sprite_sausage_and_bun(rng: np.random.Generator, length: int) -> Image.Imag
 def _sprite_banana(rng: np.random.Generator, length: int) -> Image.Image:
     """A curved banana with a stem and a dark tip."""
     ln = float(length)
-    wid = ln * _u(rng, 0.17, 0.24)
-    bend = _u(rng, 0.7, 1.4) * (1 if rng.random() < 0.5 else -1)
+    wid = ln * _uniform(rng, 0.17, 0.24)
+    bend = _uniform(rng, 0.7, 1.4) * (1 if rng.random() < 0.5 else -1)
     img, draw = _layer(ln * 1.05, ln * 0.55)
     cx, cy = img.width / 2, img.height / 2
     s = np.linspace(0.0, 1.0, 24)
@@ -429,8 +436,8 @@ def _sprite_banana(rng: np.random.Generator, length: int) -> Image.Image:
     if rng.random() < 0.5:
         spot = _shade(yellow, 0.45)
         for _ in range(int(rng.integers(3, 9))):
-            x, y = cx + _u(rng, -0.35, 0.35) * ln, cy + _u(rng, -0.1, 0.1) * wid
-            r = wid * _u(rng, 0.03, 0.08)
+            x, y = cx + _uniform(rng, -0.35, 0.35) * ln, cy + _uniform(rng, -0.1, 0.1) * wid
+            r = wid * _uniform(rng, 0.03, 0.08)
             draw.ellipse((x - r, y - r, x + r, y + r), fill=spot)
     pts = _tube_points(cx, cy, ln * 0.9, profile, bend)
     n = len(profile)
@@ -452,7 +459,7 @@ def _sprite_baguette(rng: np.random.Generator, length: int) -> Image.Image:
     crust = _pick(rng, ((208, 146, 74), (190, 120, 60), (220, 170, 100)), 12.0)
     crumb = _pick(rng, _CRUMB_BASES, 8.0)
     if rng.random() < 0.3:  # loaf
-        wid = ln * _u(rng, 0.45, 0.6)
+        wid = ln * _uniform(rng, 0.45, 0.6)
         img, draw = _layer(ln * 1.05, wid * 1.2)
         cx, cy = img.width / 2, img.height / 2
         box = (cx - ln / 2, cy - wid / 2, cx + ln / 2, cy + wid / 2)
@@ -461,12 +468,12 @@ def _sprite_baguette(rng: np.random.Generator, length: int) -> Image.Image:
         draw.rounded_rectangle(inner, radius=wid * 0.3, fill=crust)
         _capsule(draw, cx, cy - wid * 0.05, ln * 0.7, wid * 0.12, _mix(crust, crumb, 0.6))
         return img
-    wid = ln * _u(rng, 0.13, 0.2)
+    wid = ln * _uniform(rng, 0.13, 0.2)
     img, draw = _layer(ln * 1.05, wid * 1.6)
     cx, cy = img.width / 2, img.height / 2
     s = np.linspace(0.0, 1.0, 20)
     profile = np.sin(np.pi * s) ** 0.35 * wid / 2 + wid * 0.05
-    bend = _u(rng, -0.25, 0.25)
+    bend = _uniform(rng, -0.25, 0.25)
     draw.polygon(_tube_points(cx, cy, ln, profile, bend), fill=_shade(crust, 0.78))
     draw.polygon(_tube_points(cx, cy - wid * 0.05, ln * 0.97, profile * 0.84, bend), fill=crust)
     score = _mix(crust, crumb, 0.65)
@@ -480,7 +487,7 @@ def _sprite_baguette(rng: np.random.Generator, length: int) -> Image.Image:
 def _sprite_corn(rng: np.random.Generator, length: int) -> Image.Image:
     """A corn cob with rows of kernels, sometimes with husk leaves."""
     ln = float(length)
-    wid = ln * _u(rng, 0.24, 0.32)
+    wid = ln * _uniform(rng, 0.24, 0.32)
     img, draw = _layer(ln * 1.3, wid * 2.0)
     cx, cy = img.width / 2 + ln * 0.1, img.height / 2
     kernel = _pick(rng, ((240, 200, 60), (236, 180, 40), (246, 220, 110)), 10.0)
@@ -503,7 +510,7 @@ def _sprite_corn(rng: np.random.Generator, length: int) -> Image.Image:
         husk = _pick(rng, ((120, 160, 60), (170, 180, 90), (200, 190, 120)), 12.0)
         x0 = cx - ln / 2
         for k in (-1, 1, 0):
-            tip = (x0 - ln * _u(rng, 0.1, 0.25), cy + k * wid * _u(rng, 0.5, 0.9))
+            tip = (x0 - ln * _uniform(rng, 0.1, 0.25), cy + k * wid * _uniform(rng, 0.5, 0.9))
             pts = [
                 (x0 + ln * 0.25, cy + k * wid * 0.1 - wid * 0.3),
                 tip,
@@ -516,18 +523,18 @@ def _sprite_corn(rng: np.random.Generator, length: int) -> Image.Image:
 def _sprite_carrot(rng: np.random.Generator, length: int) -> Image.Image:
     """A tapering carrot with ridges and green leaves."""
     ln = float(length)
-    wid = ln * _u(rng, 0.16, 0.24)
+    wid = ln * _uniform(rng, 0.16, 0.24)
     img, draw = _layer(ln * 1.3, wid * 2.2)
     cx, cy = img.width / 2 + ln * 0.12, img.height / 2
     s = np.linspace(0.0, 1.0, 20)
     profile = (1.0 - s) ** 0.8 * np.minimum(1.0, s * 10 + 0.3) ** 0.5 * wid / 2 + 0.5
     orange = _pick(rng, ((236, 120, 30), (220, 100, 30), (240, 140, 50)), 10.0)
-    bend = _u(rng, -0.3, 0.3)
+    bend = _uniform(rng, -0.3, 0.3)
     draw.polygon(_tube_points(cx, cy, ln, profile, bend), fill=_shade(orange, 0.8))
     draw.polygon(_tube_points(cx, cy - wid * 0.06, ln * 0.96, profile * 0.7, bend), fill=orange)
     ridge = _shade(orange, 0.7)
     for _ in range(int(rng.integers(3, 7))):
-        t = _u(rng, 0.1, 0.7)
+        t = _uniform(rng, 0.1, 0.7)
         x = cx - ln / 2 + t * ln
         h = wid * (1 - t) * 0.35
         draw.line(
@@ -536,8 +543,8 @@ def _sprite_carrot(rng: np.random.Generator, length: int) -> Image.Image:
     green = _pick(rng, ((60, 140, 50), (90, 160, 60)), 12.0)
     x0 = cx - ln / 2
     for _ in range(int(rng.integers(3, 6))):
-        a = math.pi + _u(rng, -0.6, 0.6)
-        ll = ln * _u(rng, 0.15, 0.3)
+        a = math.pi + _uniform(rng, -0.6, 0.6)
+        ll = ln * _uniform(rng, 0.15, 0.3)
         draw.polygon(
             _bar_points(
                 x0 + wid * 0.1, cy, x0 + ll * math.cos(a), cy + ll * math.sin(a), wid * 0.12
@@ -567,7 +574,7 @@ def _wavy_band(
 def _sprite_sandwich(rng: np.random.Generator, length: int) -> Image.Image:
     """A sub sandwich seen from the side: bread, lettuce, cheese, tomato and ham layers."""
     ln = float(length)
-    h = ln * _u(rng, 0.38, 0.5)
+    h = ln * _uniform(rng, 0.38, 0.5)
     img, draw = _layer(ln * 1.08, h * 1.25)
     cx, top = img.width / 2, img.height / 2 - h / 2
     crust = _pick(rng, _BUN_BASES)
@@ -585,7 +592,7 @@ def _sprite_sandwich(rng: np.random.Generator, length: int) -> Image.Image:
             y,
             th * 1.1,
             h * 0.03,
-            _u(rng, 3, 8),
+            _uniform(rng, 3, 8),
             _jitter(rng, layers[int(idx)], 10.0),
         )
     _part_side_bun_half(draw, cx, top + h * 0.2, ln, h * 0.42, crust, None)
@@ -597,7 +604,7 @@ def _sprite_sandwich(rng: np.random.Generator, length: int) -> Image.Image:
 def _sprite_burger(rng: np.random.Generator, length: int) -> Image.Image:
     """A burger seen from the side: stacked bun, patty, cheese, lettuce and tomato."""
     w = float(length) * 0.8
-    h = w * _u(rng, 0.7, 0.9)
+    h = w * _uniform(rng, 0.7, 0.9)
     img, draw = _layer(w * 1.15, h * 1.15)
     cx, top = img.width / 2, img.height / 2 - h / 2
     crust = _pick(rng, _BUN_BASES)
@@ -629,7 +636,7 @@ def _sprite_burger(rng: np.random.Generator, length: int) -> Image.Image:
 def _sprite_pizza(rng: np.random.Generator, length: int) -> Image.Image:
     """A pizza slice: crust, cheese and pepperoni."""
     ln = float(length)
-    half = ln * _u(rng, 0.3, 0.42)
+    half = ln * _uniform(rng, 0.3, 0.42)
     img, draw = _layer(ln * 1.1, half * 2.3)
     x0, cy = img.width / 2 - ln / 2, img.height / 2
     cheese = _pick(rng, ((246, 200, 80), (240, 180, 60), (246, 220, 120)), 10.0)
@@ -648,17 +655,19 @@ def _sprite_pizza(rng: np.random.Generator, length: int) -> Image.Image:
     )
     pep = _pick(rng, ((190, 50, 40), (160, 40, 36)), 10.0)
     for _ in range(int(rng.integers(2, 6))):
-        t = _u(rng, 0.15, 0.65)
+        t = _uniform(rng, 0.15, 0.65)
         x = x0 + t * ln
-        y = cy + _u(rng, -0.55, 0.55) * half * (1 - t)
-        r = ln * _u(rng, 0.05, 0.08)
+        y = cy + _uniform(rng, -0.55, 0.55) * half * (1 - t)
+        r = ln * _uniform(rng, 0.05, 0.08)
         draw.ellipse((x - r, y - r, x + r, y + r), fill=pep)
     if rng.random() < 0.5:
         herb = _jitter(rng, (60, 130, 50), 10.0)
         for _ in range(int(rng.integers(3, 8))):
-            t = _u(rng, 0.15, 0.7)
-            x, y = x0 + t * ln, cy + _u(rng, -0.6, 0.6) * half * (1 - t)
-            draw.polygon(_ellipse_points(x, y, ln * 0.03, ln * 0.015, _u(rng, 0, 3), 6), fill=herb)
+            t = _uniform(rng, 0.15, 0.7)
+            x, y = x0 + t * ln, cy + _uniform(rng, -0.6, 0.6) * half * (1 - t)
+            draw.polygon(
+                _ellipse_points(x, y, ln * 0.03, ln * 0.015, _uniform(rng, 0, 3), 6), fill=herb
+            )
     return img
 
 
@@ -672,20 +681,20 @@ def _sprite_donut(rng: np.random.Generator, length: int) -> Image.Image:
     draw.ellipse((c - d * 0.47, c - d * 0.48, c + d * 0.47, c + d * 0.45), fill=dough)
     if rng.random() < 0.75:
         icing = _pick(rng, ((240, 150, 180), (110, 60, 40), (246, 240, 230), (200, 60, 60)), 10.0)
-        r = d * _u(rng, 0.36, 0.43)
+        r = d * _uniform(rng, 0.36, 0.43)
         draw.ellipse((c - r, c - r, c + r, c + r), fill=icing)
         if rng.random() < 0.6:
             for _ in range(int(rng.integers(10, 24))):
-                a, rad = _u(rng, 0, 2 * math.pi), _u(rng, 0.2, 0.38) * d
+                a, rad = _uniform(rng, 0, 2 * math.pi), _uniform(rng, 0.2, 0.38) * d
                 x, y = c + rad * math.cos(a), c + rad * math.sin(a)
-                b = _u(rng, 0, math.pi)
+                b = _uniform(rng, 0, math.pi)
                 draw.polygon(
                     _bar_points(
                         x, y, x + d * 0.05 * math.cos(b), y + d * 0.05 * math.sin(b), d * 0.02
                     ),
                     fill=_pick(rng, _BRIGHTS, 5.0),
                 )
-    hole = d * _u(rng, 0.11, 0.16)
+    hole = d * _uniform(rng, 0.11, 0.16)
     draw.ellipse((c - hole, c - hole, c + hole, c + hole), fill=(0, 0, 0, 0))
     return img
 
@@ -699,18 +708,18 @@ def _sprite_fries(rng: np.random.Generator, length: int) -> Image.Image:
     fw = ln * 0.06
     if rng.random() < 0.5:  # loose fries seen from above
         for _ in range(int(rng.integers(8, 16))):
-            x, y = c + _u(rng, -0.3, 0.3) * ln, c + _u(rng, -0.3, 0.3) * ln
-            a, half = _u(rng, 0, math.pi), ln * _u(rng, 0.12, 0.25)
+            x, y = c + _uniform(rng, -0.3, 0.3) * ln, c + _uniform(rng, -0.3, 0.3) * ln
+            a, half = _uniform(rng, 0, math.pi), ln * _uniform(rng, 0.12, 0.25)
             dx, dy = half * math.cos(a), half * math.sin(a)
-            col = _shade(fry, _u(rng, 0.8, 1.05))
+            col = _shade(fry, _uniform(rng, 0.8, 1.05))
             draw.polygon(_bar_points(x - dx, y - dy, x + dx, y + dy, fw), fill=col)
         return img
     box_top, box_bot = c - ln * 0.05, c + ln * 0.45
     for _ in range(int(rng.integers(8, 14))):
-        x, y = c + _u(rng, -0.25, 0.25) * ln, box_top + ln * 0.2
-        a = _u(rng, -0.35, 0.35) - math.pi / 2
-        ll = ln * _u(rng, 0.3, 0.5)
-        col = _shade(fry, _u(rng, 0.8, 1.05))
+        x, y = c + _uniform(rng, -0.25, 0.25) * ln, box_top + ln * 0.2
+        a = _uniform(rng, -0.35, 0.35) - math.pi / 2
+        ll = ln * _uniform(rng, 0.3, 0.5)
+        col = _shade(fry, _uniform(rng, 0.8, 1.05))
         draw.polygon(_bar_points(x, y, x + ll * math.cos(a), y + ll * math.sin(a), fw), fill=col)
     carton = _pick(rng, ((200, 40, 40), (220, 60, 50), (240, 240, 236)), 10.0)
     draw.polygon(
@@ -733,7 +742,7 @@ def _sprite_fries(rng: np.random.Generator, length: int) -> Image.Image:
 def _sprite_taco(rng: np.random.Generator, length: int) -> Image.Image:
     """A taco seen from the side: a folded shell filled with meat, lettuce and tomato."""
     w = float(length)
-    h = w * _u(rng, 0.5, 0.62)
+    h = w * _uniform(rng, 0.5, 0.62)
     img, draw = _layer(w * 1.1, h * 1.5)
     cx, rim = img.width / 2, img.height / 2 - h * 0.3
     shell = _pick(rng, ((236, 190, 80), (226, 170, 70), (240, 206, 110)), 10.0)
@@ -747,8 +756,8 @@ def _sprite_taco(rng: np.random.Generator, length: int) -> Image.Image:
     meat, lettuce = _jitter(rng, (120, 66, 40), 10.0), _jitter(rng, (100, 176, 60), 10.0)
     for col, r in ((meat, 0.07), (lettuce, 0.06), (_jitter(rng, (210, 50, 40), 8.0), 0.04)):
         for _ in range(int(rng.integers(6, 12))):
-            x, y = cx + _u(rng, -0.42, 0.42) * w, rim + _u(rng, -0.12, 0.02) * h
-            rr = w * r * _u(rng, 0.7, 1.2)
+            x, y = cx + _uniform(rng, -0.42, 0.42) * w, rim + _uniform(rng, -0.12, 0.02) * h
+            rr = w * r * _uniform(rng, 0.7, 1.2)
             draw.ellipse((x - rr, y - rr, x + rr, y + rr), fill=col)
     draw.chord(box, 0, 180, fill=_shade(shell, 0.82))
     draw.chord(
@@ -759,7 +768,7 @@ def _sprite_taco(rng: np.random.Generator, length: int) -> Image.Image:
     )
     spot = _shade(shell, 0.7)
     for _ in range(int(rng.integers(3, 8))):
-        x, y = cx + _u(rng, -0.3, 0.3) * w, rim + _u(rng, 0.15, 0.6) * h
+        x, y = cx + _uniform(rng, -0.3, 0.3) * w, rim + _uniform(rng, 0.15, 0.6) * h
         rr = w * 0.02
         draw.ellipse((x - rr, y - rr, x + rr, y + rr), fill=spot)
     return img
@@ -794,7 +803,7 @@ def _sprite_ball(rng: np.random.Generator, length: int) -> Image.Image:
 def _sprite_cup(rng: np.random.Generator, length: int) -> Image.Image:
     """A mug seen from the side, with a handle."""
     h = float(length) * 0.75
-    w = h * _u(rng, 0.65, 0.9)
+    w = h * _uniform(rng, 0.65, 0.9)
     img, draw = _layer(w * 1.6, h * 1.2)
     cx, top = img.width / 2 - w * 0.15, img.height / 2 - h / 2
     body = _pick(rng, _BRIGHTS, 12.0)
@@ -804,7 +813,7 @@ def _sprite_cup(rng: np.random.Generator, length: int) -> Image.Image:
         outline=_shade(body, 0.8),
         width=wid,
     )
-    taper = w * _u(rng, 0.0, 0.1)
+    taper = w * _uniform(rng, 0.0, 0.1)
     draw.polygon(
         [
             (cx - w / 2, top),
@@ -828,12 +837,14 @@ def _sprite_flower(rng: np.random.Generator, length: int) -> Image.Image:
     c, cy = img.width / 2, d * 0.6
     stem = _jitter(rng, (60, 140, 50), 12.0)
     draw.line(
-        (c, cy, c + _u(rng, -0.1, 0.1) * d, img.height), fill=stem, width=max(1, int(d * 0.06))
+        (c, cy, c + _uniform(rng, -0.1, 0.1) * d, img.height),
+        fill=stem,
+        width=max(1, int(d * 0.06)),
     )
     draw.polygon(_ellipse_points(c + d * 0.15, cy + d * 0.8, d * 0.18, d * 0.07, -0.6), fill=stem)
     petal = _pick(rng, _BRIGHTS, 14.0)
     n = int(rng.integers(5, 11))
-    phase = _u(rng, 0, math.pi)
+    phase = _uniform(rng, 0, math.pi)
     for i in range(n):
         a = phase + i * 2 * math.pi / n
         px, py = c + d * 0.27 * math.cos(a), cy + d * 0.27 * math.sin(a)
@@ -865,14 +876,14 @@ def _pattern(
 ) -> Image.Image:
     """Stripes, checks or wood grain with a random orientation."""
     x, y = _coords(size)
-    ang = _u(rng, 0, math.pi)
+    ang = _uniform(rng, 0, math.pi)
     u = x * math.cos(ang) + y * math.sin(ang)
     v = -x * math.sin(ang) + y * math.cos(ang)
     if kind == "stripes":
         return _two_tone((u // period) % 2, a, b)
     if kind == "checks":
         return _two_tone(((u // period) + (v // period)) % 2, a, b)
-    warp = np.sin(v / (period * _u(rng, 2, 5))) * period * _u(rng, 0.3, 1.2)
+    warp = np.sin(v / (period * _uniform(rng, 2, 5))) * period * _uniform(rng, 0.3, 1.2)
     t = 0.5 + 0.5 * np.sin((u + warp) * (2 * math.pi / period))
     return _two_tone(t * t, a, b)
 
@@ -885,18 +896,18 @@ def _background(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
         return Image.new("RGB", size, base)
     if kind == 1:
         x, y = _coords(size)
-        ang = _u(rng, 0, 2 * math.pi)
+        ang = _uniform(rng, 0, 2 * math.pi)
         t = x * math.cos(ang) + y * math.sin(ang)
         t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
         return _two_tone(t, base, _random_color(rng))
     if kind in (2, 3):
         light = _jitter(rng, (236, 232, 224), 10.0)
-        period = min(size) * _u(rng, 0.07, 0.2)
+        period = min(size) * _uniform(rng, 0.07, 0.2)
         return _pattern(rng, size, "checks" if kind == 2 else "stripes", period, base, light)
     if kind == 4:
         wood = _pick(rng, ((150, 100, 60), (190, 140, 90), (110, 70, 40), (210, 180, 140)), 15.0)
         return _pattern(
-            rng, size, "wood", min(size) * _u(rng, 0.05, 0.15), wood, _shade(wood, 0.75)
+            rng, size, "wood", min(size) * _uniform(rng, 0.05, 0.15), wood, _shade(wood, 0.75)
         )
     low = rng.uniform(-40, 40, (int(rng.integers(3, 7)), int(rng.integers(3, 7)), 3))
     blot = Image.fromarray(np.clip(np.asarray(base) + low, 0, 255).astype(np.uint8))
@@ -909,15 +920,15 @@ def _draw_clutter(canvas: Image.Image, rng: np.random.Generator) -> None:
     w, h = canvas.size
     m = min(w, h)
     for _ in range(int(rng.choice([0, 0, 1, 1, 2, 3]))):
-        x, y = _u(rng, -0.05, 1.05) * w, _u(rng, -0.05, 1.05) * h
-        r = m * _u(rng, 0.06, 0.16)
+        x, y = _uniform(rng, -0.05, 1.05) * w, _uniform(rng, -0.05, 1.05) * h
+        r = m * _uniform(rng, 0.06, 0.16)
         kind = int(rng.integers(4))
         if kind == 0:  # cup seen from above
             draw.ellipse((x - r, y - r, x + r, y + r), fill=_random_color(rng))
             inner = _pick(rng, ((90, 50, 30), (240, 236, 226), (160, 100, 60)), 10.0)
             draw.ellipse((x - r * 0.8, y - r * 0.8, x + r * 0.8, y + r * 0.8), fill=inner)
         elif kind == 1:  # napkin
-            pts = _ellipse_points(x, y, r * 1.4, r * 1.4, _u(rng, 0, math.pi / 2), 4)
+            pts = _ellipse_points(x, y, r * 1.4, r * 1.4, _uniform(rng, 0, math.pi / 2), 4)
             draw.polygon(pts, fill=_jitter(rng, (240, 238, 230), 12.0))
         elif kind == 2:  # small dish or sauce bowl
             draw.ellipse((x - r, y - r * 0.8, x + r, y + r * 0.8), fill=_random_color(rng))
@@ -926,7 +937,7 @@ def _draw_clutter(canvas: Image.Image, rng: np.random.Generator) -> None:
                 fill=_pick(rng, (*_SAUCES, (120, 80, 50)), 10.0),
             )
         else:  # knife or spoon
-            a = _u(rng, 0, math.pi)
+            a = _uniform(rng, 0, math.pi)
             dx, dy = r * 2.2 * math.cos(a), r * 2.2 * math.sin(a)
             draw.line(
                 (x - dx, y - dy, x + dx, y + dy),
@@ -940,10 +951,10 @@ def _draw_plate(
 ) -> None:
     """A round/oval plate or a paper tray centred under the food."""
     draw = ImageDraw.Draw(canvas)
-    ry = r * _u(rng, 0.6, 1.0)
+    ry = r * _uniform(rng, 0.6, 1.0)
     if rng.random() < 0.25:  # paper tray
         rim = _pick(rng, ((200, 40, 40), (240, 240, 236), (60, 100, 170)), 10.0)
-        angle = _u(rng, 0, math.pi)
+        angle = _uniform(rng, 0, math.pi)
         draw.polygon(_ellipse_points(cx, cy, r * 1.1, ry * 1.1, angle, 4), fill=rim)
         draw.polygon(_ellipse_points(cx, cy, r * 0.9, ry * 0.9, angle, 4), fill=_shade(rim, 0.9))
         return
@@ -955,10 +966,10 @@ def _draw_plate(
 def _finish_sprite(sprite: Image.Image, angle: float) -> Image.Image:
     """Rotate a supersampled sprite and reduce it to its final size (premultiplied alpha).
 
-    Nearest-neighbour rotation is enough: the ``_SS``-fold box reduction anti-aliases it.
+    Nearest-neighbour rotation is enough: the ``_SUPERSAMPLING``-fold box reduction anti-aliases it.
     """
     rotated = sprite.convert("RGBa").rotate(angle, resample=Image.NEAREST, expand=True)
-    return rotated.reduce(_SS).convert("RGBA")
+    return rotated.reduce(_SUPERSAMPLING).convert("RGBA")
 
 
 def _paste(
@@ -969,7 +980,7 @@ def _paste(
     alpha = sprite.getchannel("A")
     if rng.random() < 0.6:
         blur = max(1.0, min(sprite.size) * 0.04)
-        strength = _u(rng, 0.25, 0.5)
+        strength = _uniform(rng, 0.25, 0.5)
         shadow = alpha.filter(ImageFilter.BoxBlur(blur)).point(lambda v: int(v * strength))
         off = max(1, int(min(sprite.size) * 0.05))
         canvas.paste(_BLACK, (x + off, y + off), shadow)
@@ -979,9 +990,11 @@ def _paste(
 def _photo_finish(canvas: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Mild blur, white balance, contrast/brightness jitter and sensor noise."""
     if rng.random() < 0.4:
-        canvas = canvas.filter(ImageFilter.GaussianBlur(_u(rng, 0.3, 0.8) * min(canvas.size) / 128))
-    gain = rng.uniform(0.9, 1.1, 3) * _u(rng, 0.8, 1.15)
-    levels = (np.arange(256.0) - 128.0) * _u(rng, 0.85, 1.15) + 128.0
+        canvas = canvas.filter(
+            ImageFilter.GaussianBlur(_uniform(rng, 0.3, 0.8) * min(canvas.size) / 128)
+        )
+    gain = rng.uniform(0.9, 1.1, 3) * _uniform(rng, 0.8, 1.15)
+    levels = (np.arange(256.0) - 128.0) * _uniform(rng, 0.85, 1.15) + 128.0
     lut = np.clip(gain[:, None] * levels[None, :], 0, 255).astype(np.uint8)
     canvas = canvas.point(lut.ravel().tolist())
     amp = int(rng.integers(1, 7))
@@ -997,13 +1010,13 @@ def _photo_finish(canvas: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 def _object_length(rng: np.random.Generator, size: tuple[int, int], scale: float = 1.0) -> int:
     """Sprite length in supersampled pixels: about 40%-95% of the shorter image side."""
-    return max(8, int(min(size) * _u(rng, 0.4, 0.95) * scale * _SS))
+    return max(8, int(min(size) * _uniform(rng, 0.4, 0.95) * scale * _SUPERSAMPLING))
 
 
 def _position(rng: np.random.Generator, size: tuple[int, int]) -> tuple[float, float]:
     """Object centre, sometimes close to the border so that the object is cut off."""
     lo, hi = (0.1, 0.9) if rng.random() < 0.2 else (0.35, 0.65)
-    return _u(rng, lo, hi) * size[0], _u(rng, lo, hi) * size[1]
+    return _uniform(rng, lo, hi) * size[0], _uniform(rng, lo, hi) * size[1]
 
 
 def _scene(
@@ -1020,18 +1033,18 @@ def _scene(
     cx, cy = _position(rng, size)
     length = _object_length(rng, size, scale)
     if rng.random() < 0.35:
-        _draw_plate(canvas, rng, cx, cy, length / _SS * _u(rng, 0.55, 0.7))
+        _draw_plate(canvas, rng, cx, cy, length / _SUPERSAMPLING * _uniform(rng, 0.55, 0.7))
     items = [(drawer, cx, cy, length)]
     if two:
-        off = min(size) * _u(rng, 0.2, 0.35)
-        a = _u(rng, 0, 2 * math.pi)
+        off = min(size) * _uniform(rng, 0.2, 0.35)
+        a = _uniform(rng, 0, 2 * math.pi)
         items.append((drawer, cx + off * math.cos(a), cy + off * math.sin(a), length))
         items[0] = (drawer, cx - off * math.cos(a), cy - off * math.sin(a), length)
     if companions and rng.random() < 0.15:
         comp = companions[int(rng.integers(len(companions)))]
         items.insert(0, (comp, *_position(rng, size), _object_length(rng, size, 0.5)))
     for item_drawer, x, y, ln in items:
-        sprite = _finish_sprite(item_drawer(rng, ln), _u(rng, 0, 360))
+        sprite = _finish_sprite(item_drawer(rng, ln), _uniform(rng, 0, 360))
         _paste(canvas, sprite, x, y, rng)
     return _photo_finish(canvas, rng)
 
@@ -1040,7 +1053,7 @@ def _texture_scene(rng: np.random.Generator, size: tuple[int, int], kind: str) -
     """A frame-filling, fine, high-contrast texture (a texture class of the source set)."""
     first, second = rng.permutation(len(_BRIGHTS))[:2]
     a, b = _jitter(rng, _BRIGHTS[int(first)], 20.0), _jitter(rng, _BRIGHTS[int(second)], 20.0)
-    canvas = _pattern(rng, size, kind, min(size) * _u(rng, 0.03, 0.08), a, b)
+    canvas = _pattern(rng, size, kind, min(size) * _uniform(rng, 0.03, 0.08), a, b)
     _draw_clutter(canvas, rng)
     return _photo_finish(canvas, rng)
 

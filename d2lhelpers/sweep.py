@@ -248,7 +248,7 @@ class Sweeper:
         if self._features is None:
             start = time.perf_counter()
             body = frozen_body_of(self.source).to(self.device, memory_format=torch.channels_last)
-            recipe, side = self.data.recipe, self.data.recipe.stored_size
+            recipe, side = self.data.recipe, self.data.recipe.resize_side
             splits = {
                 "train": self.data.train.resized(side),
                 "validation": self.data.held_out,

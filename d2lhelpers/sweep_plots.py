@@ -117,23 +117,6 @@ def setting_tags(row: dict, sep: str = "、") -> str:
     return sep.join(tags)
 
 
-def with_failure_rows(records: Sequence[dict]) -> list[dict]:
-    """The records, each run that ended without finishing (stopped, interrupted) and whose last
-    record still has its accuracy followed by a record without numbers for the epoch it was
-    in, as :func:`~d2lhelpers.sweep.records_of` writes for a stopped run: a run that did not
-    finish is then never read as a result."""
-    out: list[dict] = []
-    for run in records_by_run(records):
-        out += run
-        last = run[-1]
-        unfinished = status_kind(last["status"]) in ("stopped", "interrupted")
-        if unfinished and _number(last["val_acc"]) is not None:
-            epoch = min(int(last["epoch"]) + 1, int(last["num_epochs"]))
-            out.append({**last, "epoch": epoch, "train_loss": None, "train_acc": None,
-                        "val_acc": None, "test_acc": None, "seconds": None})  # fmt: skip
-    return out
-
-
 def _groups(records: Sequence[dict]) -> list[list[list[dict]]]:
     """The runs grouped by setting (without seed), settings in order of their first run."""
     groups: dict[tuple, list[list[dict]]] = {}
@@ -151,7 +134,6 @@ def live_figure(records: Sequence[dict]) -> Figure:
     run with several seeds, the mean over the seeds that reached each epoch, with their range
     as a band. A run that diverged, stopped or was interrupted is marked at the bottom, at
     its last epoch."""
-    records = with_failure_rows(records)
     fig = Figure(figsize=(4.8, 3.2), layout="constrained")
     ax = fig.subplots()
     groups = _groups(records)
@@ -222,7 +204,6 @@ def summary_figure(records: Sequence[dict]) -> Figure:
     single seed). Runs without an accuracy (diverged, stopped, interrupted) are marked at the
     bottom at their head's learning rate and are left out of the means.
     """
-    records = with_failure_rows(records)
     fig = Figure(figsize=(4.8, 3.2), layout="constrained")
     ax = fig.subplots()
     lines: dict[tuple, list[dict]] = {}
@@ -272,7 +253,6 @@ def results_table(records: Sequence[dict]) -> str:
     (each run's full status is the cell's tooltip). Columns are few and narrow, so that the
     table fits the book's text column.
     """
-    records = with_failure_rows(records)
     val, test, loss = (seed_summary(records, key) for key in ("val_acc", "test_acc", "train_loss"))
     rows = []
     for v, t, lo in zip(val, test, loss, strict=True):
@@ -295,7 +275,6 @@ def seed_table(records: Sequence[dict], key: str = "val_acc") -> str:
     """An HTML table of ``key`` (``"val_acc"``, ``"test_acc"``, ``"train_loss"``) seed by seed:
     one row per setting, one column per seed, then the mean and the low-high range over the
     seeds that have a value. A run without a value shows its short status instead."""
-    records = with_failure_rows(records)
     formatter = format_loss if key == "train_loss" else format_acc
     summary = seed_summary(records, key)
     seeds = sorted({seed for row in summary for seed in row["seeds"]})

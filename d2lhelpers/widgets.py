@@ -33,7 +33,6 @@ from .sweep_plots import (
     results_table,
     status_kind,
     summary_figure,
-    with_failure_rows,
 )
 from .train import History
 
@@ -350,7 +349,7 @@ class SweepPanel:
         offset = self._click["offset"]
         self._click["records"] = list(records)
         shifted = [{**record, "run": record["run"] + offset} for record in records]
-        self.records = self._click["earlier"] + with_failure_rows(shifted)
+        self.records = self._click["earlier"] + shifted
         last = max((record["run"] + 1 for record in shifted), default=offset)
         self._next_run = max(self._next_run, last, offset + self._click["done"])
 

@@ -271,13 +271,13 @@ def test_memory_mapped_train_loader_equals_in_memory(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("size", "train_stored"), [(8, 18), (64, 146), (224, 512), (600, 686)])
-def test_recipe_train_stored_size(size: int, train_stored: int) -> None:
-    assert Recipe(size=size).train_stored_size == train_stored
+def test_recipe_train_side(size: int, train_stored: int) -> None:
+    assert Recipe(size=size).train_side == train_stored
 
 
 @pytest.mark.parametrize(("size", "stored"), [(224, 256), (64, 73), (8, 9), (32, 37)])
-def test_recipe_stored_size(size: int, stored: int) -> None:
-    assert Recipe(size=size).stored_size == stored
+def test_recipe_resize_side(size: int, stored: int) -> None:
+    assert Recipe(size=size).resize_side == stored
 
 
 @pytest.mark.parametrize("size", [7, 0, -1])
@@ -546,8 +546,8 @@ def test_hotdog_data_reads_both_splits(image_tree) -> None:
     recipe = Recipe(size=8)
     train, test = data.hotdog_data(train_split.parent, recipe).loaders(2, seed=0)
     assert train.train and not test.train
-    assert train.images.stored_size == recipe.train_stored_size == 18
-    assert test.images.stored_size == recipe.stored_size == 9
+    assert train.images.stored_size == recipe.train_side == 18
+    assert test.images.stored_size == recipe.resize_side == 9
     assert len(train) == 2  # 5 images, batch 2: the trailing single image is dropped
     assert len(test) == 2  # evaluation in batches of 4
     assert re.search("hotdog", train.images.paths[0])
@@ -809,8 +809,8 @@ def test_split_validation_cuts_validation_from_training_at_test_resolution(image
     full = data.hotdog_data(split.parent, recipe)
     part = full.split_validation(0.2, seed=0)
     assert len(part.train) == 8 and len(part.held_out) == 2
-    assert part.train.stored_size == recipe.train_stored_size
-    assert part.held_out.stored_size == recipe.stored_size
+    assert part.train.stored_size == recipe.train_side
+    assert part.held_out.stored_size == recipe.resize_side
     assert set(part.train.paths).isdisjoint(part.held_out.paths)
     assert sorted(part.train.paths + part.held_out.paths) == sorted(full.train.paths)
     assert part.held_out.counts() == {"hotdog": 1, "not-hotdog": 1}
@@ -842,7 +842,7 @@ def test_loaders_without_augmentation_give_shuffled_centre_crops(image_tree) -> 
     recipe = Recipe(size=8)
     plain, _ = data.hotdog_data(split.parent, recipe).loaders(2, augment=False)
     assert plain.train and not plain.augment
-    assert plain.images.stored_size == recipe.stored_size
+    assert plain.images.stored_size == recipe.resize_side
     centre = BatchLoader(plain.images, 2, recipe, train=False)
     index = torch.tensor([4, 1, 2])
     assert torch.equal(plain.batch(index)[0], centre.batch(index)[0])
@@ -861,7 +861,7 @@ def _torchvision_test_transform(recipe: Recipe):
     from torchvision import transforms
 
     return transforms.Compose([
-        transforms.Resize([recipe.stored_size, recipe.stored_size]),
+        transforms.Resize([recipe.resize_side, recipe.resize_side]),
         transforms.CenterCrop(recipe.size),
         transforms.ToTensor(),
         transforms.Normalize(recipe.mean, recipe.std),
@@ -875,7 +875,7 @@ def test_test_batches_equal_torchvision_resize_centre_crop_normalize(tmp_path: P
     for i, (w, h) in enumerate([(61, 45), (40, 70), (50, 50)]):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     recipe = Recipe(size=32)
-    images = decode_folder(tmp_path / "test", recipe.stored_size, ("hotdog",))
+    images = decode_folder(tmp_path / "test", recipe.resize_side, ("hotdog",))
     ours, _ = next(iter(BatchLoader(images, 3, recipe, train=False)))
     reference = torch.stack(
         [_torchvision_test_transform(recipe)(load_rgb(p)) for p in images.paths]

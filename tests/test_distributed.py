@@ -25,14 +25,13 @@ from d2lhelpers.data import BatchLoader, epoch_batches
 from d2lhelpers.distributed import (
     HeldOutShare,
     ShardedBatches,
-    freeze_batchnorm,
     share_sizes,
     start,
     stop,
     under_torchrun,
 )
 from d2lhelpers.finetune import train_fine_tuning
-from d2lhelpers.models import make_target_model
+from d2lhelpers.models import freeze_batchnorm, make_target_model
 from d2lhelpers.workspace import Workspace
 
 # Frozen BatchNorm, no augmentation: the two processes take exactly one device's steps, so the

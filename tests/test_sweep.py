@@ -167,8 +167,8 @@ def test_frozen_features_match_training_through_the_frozen_body(tiny_workspace) 
     sweeper = Sweeper(tiny_workspace, batch_size=4, device=CPU)
     setting = SweepSetting(0.05, 10, num_epochs=2, freeze_body=True)
     recipe, root = tiny_workspace.recipe, tiny_workspace.root
-    train = decode_folder(root / "train", recipe.stored_size, HOTDOG_CLASSES)
-    test = decode_folder(root / "test", recipe.stored_size, HOTDOG_CLASSES)
+    train = decode_folder(root / "train", recipe.resize_side, HOTDOG_CLASSES)
+    test = decode_folder(root / "test", recipe.resize_side, HOTDOG_CLASSES)
 
     # Path 1: the whole frozen network on centre-cropped images, in a fixed order.
     net = freeze_body(sweeper.target_model(setting))
