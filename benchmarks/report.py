@@ -279,7 +279,7 @@ def markdown_cache(cache: dict[str, Any]) -> list[str]:
     rows = [
         [
             size,
-            f"{row['train_side']} / {row['test_stored_size']}",
+            f"{row['train_stored_size']} / {row['test_stored_size']}",
             str(row["images"]),
             f"{row['build_seconds']:.1f}",
             f"{row['images_per_sec']:.0f}",

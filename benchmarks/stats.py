@@ -113,7 +113,7 @@ def cache_summary(warmup: Result) -> dict[str, Any]:
     images = warmup["train_images"] + warmup["test_images"]
     build_seconds = warmup["train_build_seconds"] + warmup["test_build_seconds"]
     return {
-        "train_side": warmup["train_side"],
+        "train_stored_size": warmup["train_stored_size"],
         "test_stored_size": warmup["test_stored_size"],
         "build_seconds": build_seconds,
         "images": images,

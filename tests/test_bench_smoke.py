@@ -81,7 +81,7 @@ def test_json_has_both_sides_ratios_and_the_setup(report: tuple[dict, str, str])
     cache = data["summary"]["cache"]["32"]
     for split in ("train", "test"):
         assert cache[f"{split}_bytes_per_image"] == 3 * cache[f"{split}_stored_size"] ** 2
-    assert cache["train_side"] > cache["test_stored_size"] and cache["cache_bytes"] > 0
+    assert cache["train_stored_size"] > cache["test_stored_size"] and cache["cache_bytes"] > 0
     assert {"cpu", "cpu_cores_usable", "device", "torch_threads"} <= set(data["machine"])
     assert data["machine"]["torch_threads"] == 1
     versions = data["versions"]
