@@ -60,12 +60,13 @@ def train_fine_tuning(
     head_multiplier = positive_finite("head_multiplier", head_multiplier)
     device = parallel.device if parallel else device or default_device()
     train_iter, test_iter = data.loaders(batch_size, device, seed, augment)
-    # channels_last: the same weights, in the memory layout that convolves fastest
+    # channels_last: the same weights, in the layout that convolves fastest
     net = net.to(device, memory_format=torch.channels_last)
     if param_group:
         fc_params = list(net.fc.parameters())
         other_params = [
-            p for name, p in net.named_parameters() if not name.startswith("fc.")
+            p for name, p in net.named_parameters()
+            if not name.startswith("fc.")
         ]  # fmt: skip
         params = [
             {"params": other_params},
@@ -74,11 +75,15 @@ def train_fine_tuning(
     else:
         params = net.parameters()
     weight_decay = default_weight_decay(batch_size)
-    optimizer = torch.optim.SGD(params, lr=learning_rate, weight_decay=weight_decay)
+    optimizer = torch.optim.SGD(
+        params, lr=learning_rate, weight_decay=weight_decay
+    )  # fmt: skip
     loss = nn.CrossEntropyLoss()
     evaluator, reduce = evaluate, None  # one process
     if parallel is not None:  # several processes under torchrun
-        net, train_iter, test_iter = parallel.shard(net, train_iter, test_iter)
+        net, train_iter, test_iter = parallel.shard(
+            net, train_iter, test_iter
+        )  # fmt: skip
         evaluator, reduce = parallel.evaluate, parallel.reduce
         live = live and parallel.is_main
     hparams = {

@@ -218,7 +218,7 @@ def test_no_page_shows_a_traceback(visits: dict, path: str) -> None:
 
 def test_the_photo_panel_shows_its_example_photo_and_verdict(visits: dict) -> None:
     page, _ = visits["chapters/fine-tuning.html"]
-    page.wait_for_selector(".jupyter-widgets input[type=file]", state="attached", timeout=WAIT_MS)
+    page.wait_for_selector(".jupyter-widgets.widget-upload", timeout=WAIT_MS)
     buttons = page.eval_on_selector_all(
         ".jupyter-widgets button", "els => els.map(e => e.innerText.trim())"
     )

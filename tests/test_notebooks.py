@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import nbformat
@@ -89,14 +90,20 @@ def test_test_markers_are_tags_not_code(path: Path) -> None:
         assert "NBVAL" not in cell.source.upper(), cell.source[:60]
 
 
+def display_width(line: str) -> int:
+    """Columns a line takes in a monospace font: a Chinese (wide) character takes two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_shown_code_fits_the_code_column(path: Path) -> None:
-    """Code the book shows (not hidden behind hide-input) is at most 81 characters wide."""
+    """Code the book shows (not hidden behind hide-input) fits the code column: 78 columns
+    (the browser test measures the column itself)."""
     for cell in code_cells(path):
         if "hide-input" in cell.metadata.get("tags", []):
             continue
         for line in cell.source.splitlines():
-            assert len(line) <= 81, f"{path.name}: {line!r}"
+            assert display_width(line) <= 78, f"{path.name}: {line!r}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
