@@ -57,11 +57,12 @@ lint: $(STAMP)
 unit fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not book" -q
 
-# The widget tests again, against ipywidgets 7.7.1 (what Colab ships), in a side folder.
+# The widget tests again (the sweep panel, the photo panel), against ipywidgets 7.7.1 (what
+# Colab ships), in a side folder.
 IPYW7 := $(VENV)/ipywidgets7
 widgets7: $(STAMP)
 	PYTHON=$(BIN)/python bash scripts/ipywidgets7_env.sh $(IPYW7)
-	PYTHONPATH=$(IPYW7) $(BIN)/python -m pytest -q tests/test_widgets.py
+	PYTHONPATH=$(IPYW7) $(BIN)/python -m pytest -q tests/test_widgets.py tests/test_photo.py
 
 # The benchmark's reference side needs d2l 1.0.3, installed without its pins (they would
 # downgrade numpy and matplotlib), and the packages its import needs.
