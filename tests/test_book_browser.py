@@ -247,6 +247,15 @@ def test_code_and_tables_fit_the_text_column(visits: dict, path: str) -> None:
     assert not wide, wide
 
 
+@pytest.mark.parametrize("path", ["chapters/fine-tuning.html", "chapters/exercises.html"])
+def test_hidden_code_toggles_are_labelled_in_chinese(visits: dict, path: str) -> None:
+    page, _ = visits[path]
+    toggles = page.locator("details.hide summary").all_inner_texts()
+    assert toggles, "no hidden code cell on the page"
+    assert all("显示代码" in text for text in toggles), toggles[:3]
+    assert "Show code cell" not in page.inner_text("main")
+
+
 def test_screenshots_were_saved(visits: dict) -> None:
     for path in PAGES:
         shot = SCREENSHOTS / (path.replace("/", "_").removesuffix(".html") + ".png")
