@@ -14,9 +14,9 @@
 3. Each notebook executed by nbclient in a fresh kernel with ``D2LHELPERS_DATA_SOURCE=real``,
    ``D2LHELPERS_DATA`` and ``TORCH_HOME`` set to those folders and ``D2LHELPERS_SHORT_RUN=1``,
    under a per-notebook time limit. A cell that raises, or whose stderr carries a warning, an
-   error or a traceback (the rule of ``scripts/nbval_stderr.py``), fails the check. A cell run
-   before the notebook's own counts the images through the networks' first convolution; one
-   run after it reads the facts checked below from the kernel.
+   error or a traceback, fails the check (``scripts/notebook_exec.py``, the executor the other
+   checks share). A cell run before the notebook's own counts the images through the networks'
+   first convolution; one run after it reads the facts checked below from the kernel.
 4. The real branch's facts: ``ws.kind == "real"``, the 224 px recipe, the source model's
    1,000-class head, whose weights are the file placed in step 2, d2l's learning rates and
    batch size, one epoch under the short run, and each page's real-data banner.
@@ -27,29 +27,22 @@ The executed notebooks are written to ``_build/real-check/`` for a look at what 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import nbclient
-import nbformat
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))
 
 import real_photos  # noqa: E402
-from nbval_stderr import stderr_problems  # noqa: E402
+from notebook_exec import FACTS_MARK, Run, execute  # noqa: E402
 
 CHAPTERS = ROOT / "chapters"
-NOTEBOOKS = ("fine-tuning.ipynb", "exercises.ipynb")
+NOTEBOOKS = ("fine-tuning.ipynb", "exercises.ipynb", "engineering.ipynb")
+SETTINGS_PAGES = ("fine-tuning.ipynb", "exercises.ipynb")  # the pages that train: SETTINGS
 OUT_DIR = ROOT / "_build" / "real-check"
 # d2l's recipe (section 14.2): lr 5e-5 for the fine-tuned net and 5e-4 from scratch with a
 # summed loss over batches of 128, i.e. times 128 for the package's mean-reduced loss.
@@ -58,23 +51,8 @@ D2L_LEARNING_RATES = {"finetune_lr": 5e-5 * D2L_BATCH_SIZE, "scratch_lr": 5e-4 *
 BANNERS = {  # what each page prints on the real data (its banner cell)
     "fine-tuning.ipynb": "**本页使用真实数据**",
     "exercises.ipynb": "真实热狗数据集",
+    "engineering.ipynb": "**本页使用真实数据**",
 }
-FACTS_MARK = "REAL-CHECK-FACTS "
-PRELUDE = """\
-import torch as _real_check_torch
-
-_real_check_images = {"with_grad": 0, "no_grad": 0}
-
-
-def _real_check_count(module, args, output):
-    # every image a network sees passes its first convolution (3 input channels) once
-    if isinstance(module, _real_check_torch.nn.Conv2d) and module.in_channels == 3 and args:
-        key = "with_grad" if _real_check_torch.is_grad_enabled() else "no_grad"
-        _real_check_images[key] += int(args[0].shape[0])
-
-
-_real_check_torch.nn.modules.module.register_module_forward_hook(_real_check_count)
-"""
 POSTLUDE = f"""\
 import json as _json
 
@@ -84,7 +62,7 @@ from d2lhelpers.machine import describe as _describe
 from d2lhelpers.models import imagenet_weights_path as _weights_path
 from d2lhelpers.precision import choose_precision as _precision, cpu_has_native_bf16 as _bf16
 
-_facts = {{"images": _real_check_images}}
+_facts = {{"images": _nb_exec_images}}
 _ws = globals().get("ws")
 if _ws is not None:
     _source = _ws.source_model()
@@ -112,102 +90,6 @@ print({FACTS_MARK!r} + _json.dumps(_facts, default=str))
 """
 
 
-@dataclass
-class Run:
-    name: str
-    seconds: float = 0.0
-    cell_seconds: list[tuple[int, float]] = field(default_factory=list)  # (cell index, s)
-    failures: list[str] = field(default_factory=list)
-    facts: dict = field(default_factory=dict)
-    text: str = ""  # every text output, for the banners
-
-
-def cell_text(cell: nbformat.NotebookNode) -> str:
-    """The text of a code cell's outputs: streams, text/plain, text/markdown and text/html."""
-    parts = []
-    for out in cell.get("outputs", []):
-        if "text" in out:
-            parts.append(out["text"])
-        for mime in ("text/plain", "text/markdown", "text/html"):
-            if mime in out.get("data", {}):
-                parts.append(out["data"][mime])
-    return "\n".join(parts)
-
-
-def first_line(source: str) -> str:
-    lines = [line for line in source.splitlines() if line.strip() and not line.startswith("#")]
-    return (lines[0] if lines else source.strip())[:90]
-
-
-def execute(name: str, limit: float, env: dict[str, str], chapters: Path = CHAPTERS) -> Run:
-    """Run ``chapters/<name>`` between the prelude and the postlude within ``limit`` seconds."""
-    run = Run(name)
-    nb = nbformat.read(chapters / name, as_version=4)
-    nb.cells.insert(0, nbformat.v4.new_code_cell(PRELUDE, metadata={"tags": ["real-check"]}))
-    nb.cells.append(nbformat.v4.new_code_cell(POSTLUDE, metadata={"tags": ["real-check"]}))
-    client = nbclient.NotebookClient(
-        nb,
-        timeout=int(limit),
-        kernel_name="python3",
-        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not its TCP-transport notice
-        allow_errors=True,
-        resources={"metadata": {"path": str(chapters)}},
-    )
-    start = time.perf_counter()
-    saved = dict(os.environ)
-    os.environ.update(env)  # the kernel inherits this process's environment
-    try:
-        with client.setup_kernel():
-            cells = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-            for index, cell in cells:
-                ours = index in (0, len(nb.cells) - 1)  # the prelude or the postlude
-                if run.failures and not ours:
-                    continue  # after a failure, only the postlude runs (for the facts)
-                where = name if ours else f"{name} cell {index - 1}"
-                left = limit - (time.perf_counter() - start)
-                client.timeout = max(1, int(left)) if not ours else max(60, int(left))
-                if left <= 0 and not ours:
-                    run.failures.append(f"{where}: not reached within {limit:.0f} s")
-                    continue
-                began = time.perf_counter()
-                try:
-                    client.execute_cell(cell, index)
-                except CellTimeoutError:
-                    run.failures.append(
-                        f"{where} [{first_line(cell.source)}]: timed out, the notebook's "
-                        f"limit of {limit:.0f} s spent"
-                    )
-                    continue
-                except DeadKernelError as err:
-                    run.failures.append(f"{where} [{first_line(cell.source)}]: kernel died: {err}")
-                    break
-                if not ours:
-                    run.cell_seconds.append((index - 1, time.perf_counter() - began))
-                for problem in stderr_problems(cell.outputs):
-                    run.failures.append(f"{where} [{first_line(cell.source)}]: stderr: {problem}")
-                for err in [o for o in cell.outputs if o.output_type == "error"][:1]:
-                    trace = _plain("\n".join(err.get("traceback", [])[-3:]))
-                    run.failures.append(
-                        f"{where} [{first_line(cell.source)}]: {err.ename}: {err.evalue}\n{trace}"
-                    )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    run.seconds = time.perf_counter() - start
-    run.text = "\n".join(cell_text(c) for c in nb.cells[1:-1] if c.cell_type == "code")
-    for line in cell_text(nb.cells[-1]).splitlines():
-        if line.startswith(FACTS_MARK):
-            run.facts = json.loads(line[len(FACTS_MARK) :])
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, OUT_DIR / name)
-    return run
-
-
-def _plain(text: str) -> str:
-    """``text`` without ANSI colour codes."""
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
-
-
 def check_facts(run: Run, weights_name: str) -> None:
     """Append to ``run.failures`` what the real branch got wrong (nothing when it was cut short:
     its failure is reported already)."""
@@ -226,9 +108,9 @@ def check_facts(run: Run, weights_name: str) -> None:
         if facts.get(key) != value:
             fail(f"{run.name}: {key} is {facts.get(key)!r}, expected {value!r}")
     settings = facts.get("settings")
-    if settings is None:
+    if settings is None and run.name in SETTINGS_PAGES:
         fail(f"{run.name}: the page defines no SETTINGS dict, whose learning rates are checked")
-    else:
+    elif settings is not None:
         for key, value in {**D2L_LEARNING_RATES, "batch_size": D2L_BATCH_SIZE}.items():
             if settings.get(key) is None or abs(settings[key] - value) > 1e-12:
                 fail(f"{run.name}: SETTINGS[{key!r}] is {settings.get(key)!r}, d2l's is {value:g}")
@@ -252,12 +134,10 @@ def summary(runs: list[Run], setup_seconds: float, photos: int) -> str:
     ]
     for run in runs:
         images = run.facts.get("images", {})
-        slowest = sorted(run.cell_seconds, key=lambda c: -c[1])[:3]
-        cells = ", ".join(f"cell {i} {s:.1f} s" for i, s in slowest)
         state = "FAILED" if run.failures else "ok"
         lines.append(
             f"real-check: {run.name}: {state}, {run.seconds:.1f} s wall (kernel start included; "
-            f"slowest: {cells}); images through a network: "
+            f"slowest: {run.slowest()}); images through a network: "
             f"{images.get('with_grad', '?')} with gradients, {images.get('no_grad', '?')} without"
         )
         if "kind" in run.facts:
@@ -312,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for name in args.notebooks:
             print(f"real-check: executing {name} ...", file=sys.stderr, flush=True)
-            run = execute(name, args.timeout, env, args.chapters)
+            run = execute(
+                args.chapters / name, args.timeout, env, postlude=POSTLUDE, out_dir=OUT_DIR
+            )
             check_facts(run, weights.name)
             runs.append(run)
         if (data / "hotdog.zip").exists():

@@ -42,6 +42,7 @@ WIDGET_REPR = re.compile(
 # A tqdm bar printed as text: "40%|████      | 2/5 [00:01<00:01, 1.9it/s]".
 TQDM_TEXT = re.compile(r"\d+%\|[^|\n]*\|\s*\d+/\d+")
 WAIT_MS = 60_000
+MATHJAX_STARTED = "() => !window.MathJax?.version || MathJax.startup?.promise !== undefined"
 
 
 def chromium_path() -> str:
@@ -96,16 +97,23 @@ def visit(browser: object, site: str, path: str) -> tuple[object, PageVisit]:
     page.on("requestfailed", lambda r: log.failed.append(f"{r.url}: {r.failure}"))
     page.on("response", lambda r: r.status >= 400 and log.failed.append(f"{r.url}: {r.status}"))
     page.goto(site + path, wait_until="networkidle", timeout=WAIT_MS)
-    page.wait_for_function(
-        "() => !window.MathJax || !MathJax.startup || MathJax.startup.promise.then(() => true)",
-        timeout=WAIT_MS,
-    )
+    # Wait for MathJax's typesetting where MathJax itself loaded (MathJax.version; a page with
+    # widgets but no math has only the widget manager's MathJax settings): startup.promise
+    # appears a moment after startup, then settles. Polled on a timer: a headless page need not
+    # paint again, so animation frames cannot drive the polling.
+    page.wait_for_function(MATHJAX_STARTED, timeout=WAIT_MS, polling=100)
+    page.evaluate("() => window.MathJax?.startup?.promise?.then(() => true) ?? true")
     page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
     page.wait_for_load_state("networkidle", timeout=WAIT_MS)
     return page, log
 
 
-PAGES = ["index.html", "chapters/fine-tuning.html", "chapters/exercises.html"]
+PAGES = [
+    "index.html",
+    "chapters/fine-tuning.html",
+    "chapters/exercises.html",
+    "chapters/engineering.html",
+]
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +205,10 @@ def test_progress_bars_are_never_raw_text(visits: dict, path: str) -> None:
     assert not TQDM_TEXT.findall(text), TQDM_TEXT.findall(text)[:3]
 
 
-@pytest.mark.parametrize("notebook", ["chapters/fine-tuning.ipynb", "chapters/exercises.ipynb"])
+@pytest.mark.parametrize(
+    "notebook",
+    ["chapters/fine-tuning.ipynb", "chapters/exercises.ipynb", "chapters/engineering.ipynb"],
+)
 def test_the_colab_launch_link_opens_this_notebook_on_main(visits: dict, notebook: str) -> None:
     page, _ = visits[notebook.replace(".ipynb", ".html")]
     repo = urlsplit(book_config()["repository"]["url"]).path.strip("/")
@@ -231,7 +242,9 @@ def test_the_photo_panel_shows_its_example_photo_and_verdict(visits: dict) -> No
     assert re.search(r"(热狗|非热狗)[^0-9]{0,12}\d+(\.\d+)?\s*%", verdict), verdict[:300]
 
 
-@pytest.mark.parametrize("path", ["chapters/fine-tuning.html", "chapters/exercises.html"])
+@pytest.mark.parametrize(
+    "path", ["chapters/fine-tuning.html", "chapters/exercises.html", "chapters/engineering.html"]
+)
 def test_code_and_tables_fit_the_text_column(visits: dict, path: str) -> None:
     """No shown code cell or results table needs a horizontal scroll bar."""
     page, _ = visits[path]
@@ -247,7 +260,9 @@ def test_code_and_tables_fit_the_text_column(visits: dict, path: str) -> None:
     assert not wide, wide
 
 
-@pytest.mark.parametrize("path", ["chapters/fine-tuning.html", "chapters/exercises.html"])
+@pytest.mark.parametrize(
+    "path", ["chapters/fine-tuning.html", "chapters/exercises.html", "chapters/engineering.html"]
+)
 def test_hidden_code_toggles_are_labelled_in_chinese(visits: dict, path: str) -> None:
     page, _ = visits[path]
     toggles = page.locator("details.hide summary").all_inner_texts()

@@ -39,11 +39,11 @@ def test_a_notebook_without_the_install_cell_is_refused(colab_check, tmp_path) -
 
 
 @pytest.fixture(scope="module")
-def nbval_stderr():
-    return load_script("nbval_stderr")
+def notebook_exec():
+    return load_script("notebook_exec")
 
 
-def test_stderr_with_a_warning_or_an_error_is_a_problem(nbval_stderr) -> None:
+def test_stderr_with_a_warning_or_an_error_is_a_problem(notebook_exec) -> None:
     new = nbformat.v4.new_output
     outputs = [
         new("stream", name="stderr", text="UserWarning: x\n"),
@@ -52,18 +52,10 @@ def test_stderr_with_a_warning_or_an_error_is_a_problem(nbval_stderr) -> None:
         new("stream", name="stderr", text="Traceback (most recent call last)"),
         new("display_data", data={"text/plain": "Warning"}),
     ]
-    assert nbval_stderr.stderr_problems(outputs) == [
+    assert notebook_exec.stderr_problems(outputs) == [
         "UserWarning: x",
         "Traceback (most recent call last)",
     ]
-
-
-def test_runs_are_logged_one_line_per_notebook(nbval_stderr, tmp_path) -> None:
-    log = tmp_path / "runs.log"
-    nbval_stderr.record_run(str(log), ROOT / "chapters" / "a.ipynb", "nbval")
-    nbval_stderr.record_run(str(log), ROOT / "chapters" / "b.ipynb", "book")
-    nbval_stderr.record_run("", ROOT / "chapters" / "c.ipynb", "nowhere")
-    assert log.read_text() == "a.ipynb\tnbval\nb.ipynb\tbook\n"
 
 
 _FAILING_NOTEBOOK = """\
@@ -72,13 +64,12 @@ warnings.warn("old API")
 """
 
 
-def test_the_plugin_fails_a_notebook_cell_that_warns(nbval_stderr, tmp_path) -> None:
+def test_the_nbval_plugin_fails_a_notebook_cell_that_warns(tmp_path) -> None:
     v4 = nbformat.v4
     path = tmp_path / "warns.ipynb"
     cells = [v4.new_code_cell("print('fine')"), v4.new_code_cell(_FAILING_NOTEBOOK)]
     nbformat.write(v4.new_notebook(cells=cells), path)
-    log = tmp_path / "runs.log"
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"), NOTEBOOK_RUNS_LOG=str(log))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"))
     command = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env"]
     command += ["-p", "nbval_stderr", "-p", "no:randomly", "-q", "-p", "no:cacheprovider"]
     done = subprocess.run(
@@ -87,4 +78,3 @@ def test_the_plugin_fails_a_notebook_cell_that_warns(nbval_stderr, tmp_path) -> 
     assert done.returncode == 1, done.stdout
     assert "1 failed, 1 passed" in done.stdout
     assert "UserWarning: old API" in done.stdout
-    assert log.read_text() == "warns.ipynb\tnbval, Colab-like env\n"

@@ -8,16 +8,14 @@ and pip cannot reach the registry.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
-import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
-from book_site import ROOT
+from book_site import load_script
 from PIL import Image
 from torchvision.models import ResNet18_Weights
 
@@ -26,21 +24,14 @@ from d2lhelpers.download import ChecksumError, extraction_problem
 from d2lhelpers.images import is_image_file, load_rgb
 
 
-def script(name: str):
-    """``scripts/<name>.py`` imported by name (its dataclasses need it in sys.modules)."""
-    if str(ROOT / "scripts") not in sys.path:
-        sys.path.insert(0, str(ROOT / "scripts"))
-    return importlib.import_module(name)
-
-
 @pytest.fixture(scope="module")
 def real_photos():
-    return script("real_photos")
+    return load_script("real_photos")
 
 
 @pytest.fixture(scope="module")
 def check():
-    return script("real_branch_check")
+    return load_script("real_branch_check")
 
 
 @pytest.fixture(scope="module")

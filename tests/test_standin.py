@@ -142,3 +142,26 @@ def test_finished_set_is_reused_from_a_read_only_folder(tmp_path: Path, monkeypa
     root = target_set(tmp_path, TINY, progress=False)
     monkeypatch.setattr(standin, "exclusive", lambda path: pytest.fail("took a lock"))
     assert target_set(tmp_path, TINY, progress=False) == root
+
+
+def test_the_source_optimizer_is_adamw_and_its_fused_kernel_updates_alike() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Linear(16, 4)
+    twin = torch.nn.Linear(16, 4)
+    twin.load_state_dict(net.state_dict())
+    settings = SourceTraining()
+    fused = standin._adamw(net, settings)
+    plain = torch.optim.AdamW(
+        twin.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    assert isinstance(fused, torch.optim.AdamW)
+    assert fused.defaults["lr"] == settings.learning_rate
+    assert fused.defaults["weight_decay"] == settings.weight_decay
+    x = torch.randn(8, 16)
+    for _ in range(3):
+        for model, optimizer in ((net, fused), (twin, plain)):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b)

@@ -1,0 +1,149 @@
+"""The book build's run of each page: the one full run of the lesson in ``make test``.
+
+The book build executes every notebook in full (``make book``) and keeps the executed copies in
+``_build/jupyter_execute``. These tests read them instead of running the pages again:
+
+* every cell tagged ``nbval-check-output`` printed what the committed notebook stores (what
+  nbval compares; a difference fails with a diff, as nbval's does);
+* the lesson holds on the page's own numbers: over the chapter's seeds, the fine-tuned model
+  beats the one trained from scratch by at least :data:`MARGIN` of test accuracy on average,
+  with the two seed ranges apart.
+
+Run after ``make book`` (``make book-checks``; marked ``book``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from statistics import mean
+
+import nbformat
+import pytest
+from book_site import ROOT
+
+from d2lhelpers.chapter import SEEDS
+from d2lhelpers.plot import status_label
+
+pytestmark = pytest.mark.book
+
+EXECUTED = ROOT / "_build" / "jupyter_execute" / "chapters"
+CHECK_TAG = "nbval-check-output"
+MARGIN = 0.10  # test accuracy, fine-tuned minus scratch, mean over the seeds
+RESULT_ROW = re.compile(
+    r"^\| (?P<model>微调|从头训练) \| (?P<seed>\d+) \| (?P<loss>[\d.]+) \| (?P<acc>[\d.]+) "
+    r"\| (?P<status>[^|]+) \|$",
+    re.MULTILINE,
+)
+
+
+def executed(name: str) -> nbformat.NotebookNode:
+    """The book build's executed copy of ``chapters/<name>``; fails when there is none."""
+    path = EXECUTED / name
+    if not path.is_file():
+        pytest.fail(f"{path} not found: build the book first (make book).")
+    return nbformat.read(path, as_version=4)
+
+
+def comparable(outputs: list) -> list[str]:
+    """A cell's outputs as nbval compares them: streams joined per name, then each result's
+    text representations; execution counts, metadata and figures left out."""
+    streams: dict[str, str] = {}
+    parts = []
+    for out in outputs:
+        if out.output_type == "stream":
+            streams[out.name] = streams.get(out.name, "") + out.text
+        elif out.output_type in ("execute_result", "display_data"):
+            texts = sorted((m, t) for m, t in out.data.items() if m.startswith("text/"))
+            parts += [f"{mime}:\n{text}" for mime, text in texts]
+        elif out.output_type == "error":
+            parts.append(f"error:\n{out.ename}: {out.evalue}")
+    return [f"{name}:\n{text}" for name, text in streams.items()] + parts
+
+
+def checked_cells() -> list[tuple[str, str]]:
+    """(notebook name, cell id) of every checked cell in the committed notebooks."""
+    return [
+        (path.name, cell.id)
+        for path in sorted((ROOT / "chapters").glob("*.ipynb"))
+        for cell in nbformat.read(path, as_version=4).cells
+        if cell.cell_type == "code" and CHECK_TAG in cell.metadata.get("tags", [])
+    ]
+
+
+def cell_by_id(nb: nbformat.NotebookNode, cell_id: str) -> nbformat.NotebookNode:
+    found = [c for c in nb.cells if c.get("id") == cell_id]
+    assert found, f"no cell with id {cell_id} in the executed notebook"
+    return found[0]
+
+
+CHECKED = checked_cells()
+
+
+@pytest.mark.parametrize(("name", "cell_id"), CHECKED, ids=[f"{n}:{c}" for n, c in CHECKED])
+def test_checked_cells_print_what_the_notebook_stores(name: str, cell_id: str) -> None:
+    stored = cell_by_id(nbformat.read(ROOT / "chapters" / name, as_version=4), cell_id)
+    ran = cell_by_id(executed(name), cell_id)
+    expected, got = comparable(stored.outputs), comparable(ran.outputs)
+    if expected != got:
+        diff = difflib.unified_diff(
+            "\n".join(expected).splitlines(),
+            "\n".join(got).splitlines(),
+            "stored in the notebook",
+            "the book build's run",
+            lineterm="",
+        )
+        pytest.fail(
+            f"{name}, cell {cell_id} ({stored.source.splitlines()[0]!r}) printed other outputs "
+            "than the notebook stores:\n" + "\n".join(diff),
+            pytrace=False,
+        )
+
+
+def results_table(nb: nbformat.NotebookNode) -> dict[str, list[dict]]:
+    """The rows of the chapter's results table (模型、种子、训练损失、测试精度、状态), by model."""
+    rows: dict[str, list[dict]] = {"微调": [], "从头训练": []}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            for match in RESULT_ROW.finditer(out.get("data", {}).get("text/markdown", "")):
+                rows[match["model"]].append(match.groupdict())
+    return rows
+
+
+def test_the_lesson_holds_on_the_chapters_own_run() -> None:
+    rows = results_table(executed("fine-tuning.ipynb"))
+    for model, runs in rows.items():
+        assert [int(r["seed"]) for r in runs] == list(SEEDS), f"{model}: seeds of {runs}"
+        assert {r["status"].strip() for r in runs} == {status_label("ok")}, f"{model}: {runs}"
+    tuned = [float(r["acc"]) for r in rows["微调"]]
+    scratch = [float(r["acc"]) for r in rows["从头训练"]]
+    gap = mean(tuned) - mean(scratch)
+    assert gap >= MARGIN, f"fine-tuned {tuned} vs scratch {scratch}: mean gap {gap:.3f}"
+    assert min(tuned) > max(scratch), f"seed ranges overlap: fine-tuned {tuned}, scratch {scratch}"
+
+
+def test_the_rows_are_read_from_a_markdown_output() -> None:
+    table = "| 模型 | 种子 | 训练损失 | 测试精度 | 状态 |\n|---|---|---|---|---|\n"
+    table += "| 微调 | 0 | 0.512 | 0.733 | 完成 |\n| 从头训练 | 0 | 0.690 | 0.571 | 完成 |"
+    output = nbformat.v4.new_output("display_data", data={"text/markdown": table})
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[output])])
+    rows = results_table(nb)
+    assert [(r["seed"], r["acc"]) for r in rows["微调"]] == [("0", "0.733")]
+    assert [(r["seed"], r["loss"]) for r in rows["从头训练"]] == [("0", "0.690")]
+
+
+def test_outputs_compare_as_nbval_does() -> None:
+    new = nbformat.v4.new_output
+    first = [new("stream", name="stdout", text="a\n"), new("stream", name="stdout", text="b\n")]
+    second = [new("stream", name="stdout", text="a\nb\n")]
+    assert comparable(first) == comparable(second)
+    result = new("execute_result", data={"text/plain": "Linear(2)"}, execution_count=3)
+    other = new("execute_result", data={"text/plain": "Linear(2)"}, execution_count=9)
+    assert comparable([result]) == comparable([other])
+    assert comparable([result]) != comparable([new("execute_result", data={"text/plain": "x"})])
+
+
+def test_the_executed_copies_are_where_the_book_build_leaves_them() -> None:
+    names = {p.name for p in (ROOT / "chapters").glob("*.ipynb")}
+    assert names == {p.name for p in Path(EXECUTED).glob("*.ipynb")}
