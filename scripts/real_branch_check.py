@@ -141,13 +141,17 @@ def summary(runs: list[Run], setup_seconds: float, photos: int) -> str:
             f"{images.get('with_grad', '?')} with gradients, {images.get('no_grad', '?')} without"
         )
         if "kind" in run.facts:
-            f, s = run.facts, run.facts.get("settings") or {}
-            lines.append(
-                f"real-check:   {f['kind']}, {f['recipe_size']} px, source head {f['fc']}"
-                f"{' (the placed weights)' if f['weights_are_placed'] else ''}; lr "
-                f"{s.get('finetune_lr')} / {s.get('scratch_lr')}, batch {s.get('batch_size')}, "
+            f, s = run.facts, run.facts.get("settings")
+            trains = (
+                f"lr {s.get('finetune_lr')} / {s.get('scratch_lr')}, batch {s.get('batch_size')}, "
                 f"{s.get('num_epochs')} epoch(s), seeds {s.get('seeds')}; short-run note on the "
                 f"page: {'yes' if 'D2LHELPERS_SHORT_RUN' in run.text else 'no'}"
+                if s
+                else "no SETTINGS (the page trains nothing of its own on the real branch)"
+            )
+            lines.append(
+                f"real-check:   {f['kind']}, {f['recipe_size']} px, source head {f['fc']}"
+                f"{' (the placed weights)' if f['weights_are_placed'] else ''}; {trains}"
             )
     return "\n".join(lines)
 

@@ -127,15 +127,16 @@ def test_execute_stops_a_notebook_over_its_limit(notebook_exec, tmp_path) -> Non
 def test_the_budget_table_flags_a_step_over_its_budget_or_failed(budget) -> None:
     images = {"with_grad": 64000, "no_grad": 28000}
     ok = {"seconds": 200.0, "images": images, "size": 32, "failures": [], "slowest": "cell 30"}
-    results = {budget.STANDIN: ok, "fine-tuning.ipynb": ok}
-    text, held = budget.table(results, factor=1.4)  # 200 s x 1.4 = 4.7 min
+    ok["factor"] = 1.4  # 200 s x 1.4 = 4.7 min
+    text, held = budget.table({budget.STANDIN: ok, "fine-tuning.ipynb": ok})
     assert held
-    assert "| fine-tuning.ipynb | 64,000 | 28,000 | 32 px | 200 | 4.7 | 6 | +1.3 |" in text
+    assert "| fine-tuning.ipynb | 64,000 | 28,000 | 32 px | 200 | 1.40 | 4.7 | 6 | +1.3 |" in text
     over = {**ok, "seconds": 300.0}  # 7 min against 6
-    text, held = budget.table({"fine-tuning.ipynb": over}, factor=1.4)
+    text, held = budget.table({"fine-tuning.ipynb": over})
     assert not held and "-1.0 OVER" in text
+    assert not budget.table({"fine-tuning.ipynb": {**ok, "factor": 2.0}})[1]  # 6.7 min
     failed = {**ok, "failures": ["cell 3: ImportError"]}
-    assert not budget.table({budget.STANDIN: failed}, factor=1.4)[1]
+    assert not budget.table({budget.STANDIN: failed})[1]
 
 
 def test_the_factor_is_read_from_the_tools_calibration(budget, tmp_path, monkeypatch) -> None:
