@@ -19,7 +19,8 @@ export PYTHONHASHSEED := 0
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: book test venv lint unit fast widgets7 integration notebooks bench bench-install clean \
-	assets browser-deps browser colab-check gpu-check oldest real-check budget book-checks
+	assets browser-deps browser colab-check gpu-check oldest real-check budget book-checks \
+	standin-model
 
 venv: $(STAMP)
 
@@ -52,6 +53,13 @@ book: $(STAMP) $(ASSETS)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Train the stand-in source model ahead of time and write it into the package
+# (d2lhelpers/modeldata/standin-resnet18.pt, about 10 minutes on 2 cores). Run it after changing
+# the drawings (standin_draw.py) or SourceTraining: a unit test refuses a model that no longer
+# matches them.
+standin-model: $(STAMP)
+	$(BIN)/python scripts/train_standin_source.py
 
 # Fast unit tests only (about a minute).
 unit fast: $(STAMP)

@@ -84,9 +84,8 @@ from benchmarks.stats import train_rate
 from benchmarks.trials import FROZEN_METHODS, SIDES, Trial, trial_main
 from d2lhelpers.data import Recipe
 from d2lhelpers.fileutil import atomic_write
-from d2lhelpers.standin import ImageSetSpec, source_checkpoint, write_image_set
+from d2lhelpers.standin import ImageSetSpec, load_source_checkpoint, write_image_set
 from d2lhelpers.standin_draw import TARGET_CLASSES, draw_target
-from d2lhelpers.workspace import data_dir as workspace_data_dir
 
 BENCH_DIR = Path(__file__).resolve().parent
 MIN_SIDE, MAX_SIDE = 300, 600  # the real photos vary in size and aspect
@@ -177,13 +176,13 @@ def prepare_data(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
 def prepare_source(data_dir: Path, seed: int, kind: str) -> Path:
     """The source ResNet-18's weights, saved once so that both sides load the same state.
 
-    ``standin``: the stand-in source model (built and cached in ``$D2LHELPERS_DATA`` on first
-    use, about two minutes); ``random``: a seeded randomly initialised ResNet-18.
+    ``standin``: the stand-in source model shipped with the package (``make standin-model``);
+    ``random``: a seeded randomly initialised ResNet-18.
     """
     path = data_dir / f"source-resnet18-{kind}-seed{seed}.pt"
     if not path.exists():
         if kind == "standin":
-            state = source_checkpoint(workspace_data_dir())["state_dict"]
+            state = load_source_checkpoint()["state_dict"]
         else:
             torch.manual_seed(seed)
             state = resnet18().state_dict()

@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks.stats import summarise
 from benchmarks.trials import D2L_LEARNING_RATE, HEAD_MULTIPLIER, SIDES
 from d2lhelpers.fileutil import atomic_write
-from d2lhelpers.finetune import default_weight_decay
+from d2lhelpers.finetune import WEIGHT_DECAY
 from d2lhelpers.machine import cpu_name, usable_cores
 from d2lhelpers.settings import PRECISION_ENV
 
@@ -105,7 +105,7 @@ def settings(args: argparse.Namespace, ours_precision: str) -> dict[str, Any]:
         "d2l_learning_rate": D2L_LEARNING_RATE,
         "ours_learning_rate": D2L_LEARNING_RATE * args.batch_size,
         "head_multiplier": HEAD_MULTIPLIER,
-        "weight_decay": {"reference": 0.001, "ours": default_weight_decay(args.batch_size)},
+        "weight_decay": {"reference": 0.001, "ours": WEIGHT_DECAY / args.batch_size},
     }
 
 

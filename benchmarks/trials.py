@@ -28,9 +28,10 @@ from torchvision.models import resnet18
 
 from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, HotdogData, Recipe, decode_folder
 from d2lhelpers.fileutil import atomic_write
-from d2lhelpers.finetune import default_weight_decay, train_fine_tuning
+from d2lhelpers.finetune import WEIGHT_DECAY, train_fine_tuning
 from d2lhelpers.models import find_head, freeze_body, make_target_model
 from d2lhelpers.precision import choose_precision, cpu_has_native_bf16
+from d2lhelpers.run import Run
 from d2lhelpers.sweep import Sweeper, SweepSetting
 from d2lhelpers.train import fit
 from d2lhelpers.workspace import Workspace
@@ -279,14 +280,12 @@ def run_ours(trial: Trial, device: torch.device) -> dict[str, Any]:
     start = time.perf_counter()
     history = train_fine_tuning(
         net,
-        D2L_LEARNING_RATE * trial.batch_size,
         data,
+        D2L_LEARNING_RATE * trial.batch_size,
         batch_size=trial.batch_size,
         num_epochs=trial.epochs,
         head_multiplier=HEAD_MULTIPLIER,
-        seed=trial.seed,
-        device=device,
-        live=False,
+        run=Run(seed=trial.seed, device=device, live=False),
     )
     sync(device)
     wall = time.perf_counter() - start
@@ -364,7 +363,7 @@ def run_frozen_full(trial: Trial, device: torch.device) -> dict[str, Any]:
         optimizer = torch.optim.SGD(
             find_head(net).layer.parameters(),
             lr=setting.learning_rate * setting.head_multiplier,
-            weight_decay=default_weight_decay(trial.batch_size),
+            weight_decay=WEIGHT_DECAY / trial.batch_size,
         )
         history = fit(
             net, train_iter, test_iter, optimizer, setting.num_epochs,

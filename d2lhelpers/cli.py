@@ -42,6 +42,7 @@ from .distributed import DEFAULT_TIMEOUT_S, Parallel, start, stop, under_torchru
 from .fileutil import atomic_write
 from .finetune import train_fine_tuning
 from .models import freeze_batchnorm, imagenet_resnet18, make_target_model
+from .run import Run
 from .settings import PRECISION_ENV
 from .standin import standin_resnet18
 from .train import History, default_device
@@ -263,17 +264,31 @@ def _train(args: argparse.Namespace, parallel: Parallel | None) -> History:
         freeze_batchnorm(net)
     lr = settings["scratch_lr" if args.scratch else "finetune_lr"] if args.lr is None else args.lr
     device = None if args.device == "auto" else torch.device(args.device)
+    run = Run(
+        seed=args.seed,
+        augment=not args.no_augment,
+        device=device or default_device(),
+        label=args.label or ("from scratch" if args.scratch else "fine-tuning"),
+        live=not args.quiet,
+        on_batch=_fail_hook(args, rank),
+        parallel=parallel,
+    )
     history = train_fine_tuning(
-        net, lr, data,
+        net,
+        data,
+        lr,
         batch_size=settings["batch_size"] if args.batch_size is None else args.batch_size,
         num_epochs=settings["num_epochs"] if args.epochs is None else args.epochs,
-        param_group=not args.scratch, head_multiplier=args.head_multiplier, seed=args.seed,
-        augment=not args.no_augment, device=device or default_device(), live=not args.quiet,
-        label=args.label or ("from scratch" if args.scratch else "fine-tuning"),
-        on_batch=_fail_hook(args, rank), parallel=parallel,
-    )  # fmt: skip
-    history.hparams.update(data=kind, image_size=data.recipe.size, batchnorm=args.batchnorm,
-                           processes=parallel.processes if parallel else 1)  # fmt: skip
+        param_group=not args.scratch,
+        head_multiplier=args.head_multiplier,
+        run=run,
+    )
+    history.hparams.update(
+        data=kind,
+        image_size=data.recipe.size,
+        batchnorm=args.batchnorm,
+        processes=parallel.processes if parallel else 1,
+    )
     if args.save is not None and (main or args.test_save_every_rank):
         _save_state(net, args.save if main else args.save.with_name(f"{args.save.name}.rank{rank}"))
     if main and args.history_json is not None:

@@ -40,7 +40,7 @@ def _arrow(ax, start: tuple[float, float], end: tuple[float, float], text: str =
             text,
             ha="center",
             va="bottom",
-            fontsize=8,
+            fontsize=9,
             color="#444444",
         )
 
@@ -82,13 +82,18 @@ def finetune_diagram(source_classes: int = 1000, target_classes: int = 2) -> Fig
         y = 3.7 - 0.8 * i
         _arrow(ax, (1.55, y), (5.45, y), "复制模型参数" if i == 0 else "")
     ax.text(
-        3.5,
+        3.2,
         4.6,
         "③ 添加输出层，\n随机初始化其参数",
         ha="center",
         va="center",
-        fontsize=8,
+        fontsize=9,
         color="#990000",
+    )
+    ax.add_patch(  # ③ points at the new output layer
+        FancyArrowPatch(
+            (4.45, 4.6), (5.45, 4.6), arrowstyle="-|>", mutation_scale=12, color="#990000", lw=1.2
+        )
     )
     ax.text(
         7.0,
@@ -96,8 +101,8 @@ def finetune_diagram(source_classes: int = 1000, target_classes: int = 2) -> Fig
         "训练：复制的层微调，新的输出层从头训练",
         ha="center",
         va="center",
-        fontsize=7.5,
+        fontsize=9,
         color="#38761d",
     )
-    ax.text(0.0, -0.95, "预训练", ha="center", va="center", fontsize=7.5, color="#444444")
+    ax.text(0.0, -0.95, "预训练", ha="center", va="center", fontsize=9, color="#444444")
     return fig

@@ -9,6 +9,7 @@ code displays it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 
@@ -20,10 +21,10 @@ from matplotlib.ticker import MaxNLocator
 from .fonts import chinese_text
 from .train import History
 
-CURVES = (
-    ("train_loss", "训练损失", "-"),
-    ("train_acc", "训练精度", "--"),
-    ("test_acc", "测试精度", ":"),
+CURVES = (  # (axis, History field, name, line style)
+    ("loss", "train_loss", "训练损失", "-"),
+    ("accuracy", "train_acc", "训练精度", "--"),
+    ("accuracy", "test_acc", "测试精度", ":"),
 )
 STATUS_LABELS = {"ok": "正常", "interrupted": "已中断", "stopped": "已停止"}
 DIVERGED = re.compile(r"diverged at epoch (\d+), batch (\d+)(?: \(loss (\S+)\))?")
@@ -69,27 +70,35 @@ def show_images(
 
 
 @chinese_text()
-def plot_histories(histories: Sequence[History], title: str = "") -> Figure:
-    """Loss and accuracies per epoch for each History: one colour per run, one style per curve."""
-    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
-    ax = fig.subplots()
+def plot_histories(histories: Sequence[History], title: str = "", num_classes: int = 2) -> Figure:
+    """Each History's training loss (left, beside the loss of guessing, ln ``num_classes``)
+    and its training and test accuracy (right, 0 to 1) per epoch: one colour per run."""
+    fig = Figure(figsize=(7.2, 3.2), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
     for color, history in zip(_colors(len(histories)), histories, strict=False):
         epochs = [e.epoch for e in history.epochs]
-        for key, name, style in CURVES:
+        prefix = f"{history.label}：" if history.label and len(histories) > 1 else ""
+        for ax, key, name, style in CURVES:
             values = [getattr(e, key) for e in history.epochs]
-            label = f"{history.label}：{name}" if history.label else name
-            ax.plot(epochs, values, style, color=color, marker=".", label=label)
+            target = loss_ax if ax == "loss" else acc_ax
+            target.plot(epochs, values, style, color=color, marker=".", label=prefix + name)
         if history.status != "ok":
             text = status_label(history.status_text())
-            ax.annotate(text, (0.02, 0.02), xycoords="axes fraction", color=color)
-    ax.set_xlabel("迭代周期")
-    ax.set_ylim(0, max(1.0, _max_loss(histories) * 1.05))
-    ax.grid(alpha=0.3)
+            loss_ax.annotate(text, (0.02, 0.02), xycoords="axes fraction", color=color)
+    guess = math.log(num_classes)
+    loss_ax.axhline(guess, color="0.5", linestyle="--", linewidth=1, label="随机猜测的损失")
+    loss_ax.set_ylim(0, max(guess, _max_loss(histories)) * 1.1)
+    acc_ax.set_ylim(0, 1)
+    for ax, name in ((loss_ax, "训练损失"), (acc_ax, "精度")):
+        ax.set_xlabel("迭代周期")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
     if histories and any(h.epochs for h in histories):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8, ncols=2 if len(histories) > 1 else 1)
+        for ax in (loss_ax, acc_ax):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend(fontsize=8)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title)
     return fig
 
 

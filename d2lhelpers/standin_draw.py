@@ -1009,14 +1009,17 @@ def _photo_finish(canvas: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def _object_length(rng: np.random.Generator, size: tuple[int, int], scale: float = 1.0) -> int:
-    """Sprite length in supersampled pixels: about 40%-95% of the shorter image side."""
-    return max(8, int(min(size) * _uniform(rng, 0.4, 0.95) * scale * _SUPERSAMPLING))
+    """Sprite length in supersampled pixels: 70%-100% of the shorter image side.
+
+    The main object fills the frame as in most of the real hot dog photos; at 32 px, objects of
+    40%-95% left a model trained from scratch at chance after 5 epochs (README, "The stand-in").
+    """
+    return max(8, int(min(size) * _uniform(rng, 0.7, 1.0) * scale * _SUPERSAMPLING))
 
 
 def _position(rng: np.random.Generator, size: tuple[int, int]) -> tuple[float, float]:
-    """Object centre, sometimes close to the border so that the object is cut off."""
-    lo, hi = (0.1, 0.9) if rng.random() < 0.2 else (0.35, 0.65)
-    return _uniform(rng, lo, hi) * size[0], _uniform(rng, lo, hi) * size[1]
+    """Object centre, near the middle of the frame (the photographer's framing)."""
+    return _uniform(rng, 0.4, 0.6) * size[0], _uniform(rng, 0.4, 0.6) * size[1]
 
 
 def _scene(
@@ -1025,9 +1028,8 @@ def _scene(
     drawer: SpriteDrawer,
     companions: Sequence[SpriteDrawer],
 ) -> Image.Image:
-    """Background, clutter, optional plate, one or two main objects, optional companion food."""
+    """Background, optional plate, one or two main objects, optional companion food."""
     canvas = _background(rng, size)
-    _draw_clutter(canvas, rng)
     two = rng.random() < 0.15
     scale = 0.65 if two else 1.0
     cx, cy = _position(rng, size)
@@ -1042,7 +1044,8 @@ def _scene(
         items[0] = (drawer, cx - off * math.cos(a), cy - off * math.sin(a), length)
     if companions and rng.random() < 0.15:
         comp = companions[int(rng.integers(len(companions)))]
-        items.insert(0, (comp, *_position(rng, size), _object_length(rng, size, 0.5)))
+        x, y = _uniform(rng, 0.1, 0.9) * size[0], _uniform(rng, 0.1, 0.9) * size[1]
+        items.insert(0, (comp, x, y, _object_length(rng, size, 0.5)))
     for item_drawer, x, y, ln in items:
         sprite = _finish_sprite(item_drawer(rng, ln), _uniform(rng, 0, 360))
         _paste(canvas, sprite, x, y, rng)

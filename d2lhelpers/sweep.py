@@ -19,9 +19,10 @@ from tqdm.auto import tqdm
 
 from .checks import non_negative_int, positive_finite, positive_int
 from .data import HOTDOG_CLASSES, BatchLoader, batches_per_epoch, epoch_batches
-from .finetune import default_weight_decay, train_fine_tuning
+from .finetune import WEIGHT_DECAY, train_fine_tuning
 from .models import copy_class_row, find_head, freeze_body, make_target_model
 from .precision import Precision, choose_precision
+from .run import Run
 from .seeds import spread
 from .train import History, default_device, evaluate, fit
 from .workspace import Workspace
@@ -143,6 +144,7 @@ class Sweeper:
         self.test_images = full.held_out
         self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
         self.feature_seconds: float | None = None  # time spent computing the features once
+        self.runs_started = 0  # runs of earlier sweeps: the next sweep numbers from here
 
     @property
     def features_ready(self) -> bool:
@@ -156,8 +158,13 @@ class Sweeper:
         progress: bool = True,
         on_progress: Progress | None = None,
         should_stop: Callable[[], bool] | None = None,
+        first_run: int | None = None,
     ) -> list[dict]:
         """Train one model per setting; returns one record per run and epoch.
+
+        Runs are numbered from ``first_run``, by default from :attr:`runs_started`, so that the
+        records of several sweeps on one Sweeper can be put together (a table, a figure) with
+        every run told apart.
 
         ``on_run`` is called with all records so far after every run; ``on_progress`` after
         every batch of a run. ``should_stop`` is asked between batches: when it answers True the
@@ -167,7 +174,9 @@ class Sweeper:
         accuracies None).
         """
         records: list[dict] = []
-        for run, setting in enumerate(tqdm(settings, desc="sweep", disable=not progress)):
+        start = self.runs_started if first_run is None else first_run
+        for run, setting in enumerate(tqdm(settings, desc="sweep", disable=not progress), start):
+            self.runs_started = max(self.runs_started, run + 1)
             history, test_acc = self.train(setting, on_progress, should_stop)
             records.extend(records_of(run, setting, history, test_acc))
             if on_run is not None:
@@ -201,12 +210,23 @@ class Sweeper:
         if setting.freeze_body:
             return self.train_head(find_head(net).layer, setting, on_progress, should_stop)
         batches = batches_per_epoch(len(self.data.train), self.batch_size, drop_single=True)
-        history = train_fine_tuning(
-            net, setting.learning_rate, self.data, self.batch_size, setting.num_epochs,
-            head_multiplier=setting.head_multiplier, seed=setting.seed, augment=setting.augment,
-            device=self.device, live=False, should_stop=should_stop,
+        run = Run(
+            seed=setting.seed,
+            augment=setting.augment,
+            device=self.device,
+            live=False,
             on_batch=_per_run(on_progress, setting.num_epochs, batches),
-        )  # fmt: skip
+            should_stop=should_stop,
+        )
+        history = train_fine_tuning(
+            net,
+            self.data,
+            setting.learning_rate,
+            self.batch_size,
+            setting.num_epochs,
+            head_multiplier=setting.head_multiplier,
+            run=run,
+        )
         return history, self.test_accuracy(net) if history.status == "ok" else None
 
     def test_accuracy(self, net: nn.Module) -> float:
@@ -232,7 +252,7 @@ class Sweeper:
         head = head.to(self.device)
         head_lr = setting.learning_rate * setting.head_multiplier
         optimizer = torch.optim.SGD(
-            head.parameters(), lr=head_lr, weight_decay=default_weight_decay(self.batch_size)
+            head.parameters(), lr=head_lr, weight_decay=WEIGHT_DECAY / self.batch_size
         )
         fp32 = choose_precision(self.device, "fp32")
         history = fit(

@@ -40,7 +40,8 @@ FAILURE_KINDS = {  # status kind: (short Chinese word, marker style)
     "stopped": ("已停止", {"marker": "s", "color": "#757575", "markersize": 6, "mfc": "none"}),
     "interrupted": ("已中断", {"marker": "D", "color": "#757575", "markersize": 6, "mfc": "none"}),
 }
-FAILED_Y = 0.0  # where a run without an accuracy is marked
+FAILED_Y = -0.12  # a run without an accuracy is marked in a grey strip below 0, not at 0
+STRIP = (-0.2, -0.04)  # the strip's extent on the accuracy axis
 TABLE_COLUMNS = (  # short headers: the table fits the book's text column (about 700 px)
     "学习率", "倍数", "周期", "其他", "种子", "训练损失", "验证精度", "测试精度", "状态",
 )  # fmt: skip
@@ -153,8 +154,7 @@ def live_figure(records: Sequence[dict]) -> Figure:
                 if _number(r["val_acc"]) is None and r["epoch"] is not None:
                     _mark_failure(ax, r["epoch"], r["status"], marked)
     ax.set_xlabel("迭代周期")
-    ax.set_ylabel("验证精度")
-    ax.set_ylim(-0.05, 1.05)
+    _accuracy_axis(ax, "验证精度")
     last = max((r["epoch"] for r in records if r["epoch"] is not None), default=1)
     _integer_epochs(ax, last)
     ax.grid(alpha=0.3)
@@ -189,38 +189,65 @@ def _mark_failure(ax: Axes, x: float, status: Any, marked: set[str]) -> None:
     ax.plot([x], [FAILED_Y], ls="none", label=label, **style)
 
 
+def _accuracy_axis(ax: Axes, label: str) -> None:
+    """Accuracy from 0 to 1, and below it the grey strip where runs without one are marked."""
+    ax.set_ylabel(label)
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    failed = any(line.get_ydata()[0] == FAILED_Y for line in ax.lines if len(line.get_ydata()))
+    ax.set_ylim(STRIP[0] if failed else -0.05, 1.05)
+    if failed:
+        ax.axhspan(*STRIP, color="0.92", zorder=0, lw=0)
+        ax.text(0.01, FAILED_Y, "无精度", transform=ax.get_yaxis_transform(), ha="left",
+                va="center", fontsize=7, color="0.4")  # fmt: skip
+
+
 def _integer_epochs(ax: Axes, last: int) -> None:
     """Whole-number epoch ticks over 1..last (one epoch reads 1, not 0.95 to 1.05)."""
     ax.set_xlim(0.5, max(int(last), 1) + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
+SUMMARY_AXES = {  # x: (the setting that varies along a line, axis label)
+    "head_lr": ("head_multiplier", "输出层学习率（基础学习率 × 倍数）"),
+    "learning_rate": ("learning_rate", "基础学习率 η（输出层为 η × 倍数）"),
+}
+
+
 @chinese_text()
-def summary_figure(records: Sequence[dict]) -> Figure:
-    """Final validation accuracy against the head's learning rate (log axis), one line per
-    group of settings that differ only in their head multiplier.
+def summary_figure(records: Sequence[dict], x: str = "head_lr") -> Figure:
+    """Final validation accuracy against a learning rate (log axis): the head's (``x="head_lr"``),
+    one line per group of settings that differ only in their head multiplier; or the body's
+    (``x="learning_rate"``, η), one line per group that differ only in η.
 
     Each point is the mean over the setting's seeds, its error bar their range (none with a
-    single seed). Runs without an accuracy (diverged, stopped, interrupted) are marked at the
-    bottom at their head's learning rate and are left out of the means.
+    single seed). Runs without an accuracy (diverged, stopped, interrupted) are marked in a grey
+    strip below the axis at their learning rate and are left out of the means.
     """
+    if x not in SUMMARY_AXES:
+        raise ValueError(f"x must be one of {', '.join(SUMMARY_AXES)}, got {x!r}.")
+    varies, x_label = SUMMARY_AXES[x]
     fig = Figure(figsize=(4.8, 3.2), layout="constrained")
     ax = fig.subplots()
     lines: dict[tuple, list[dict]] = {}
     for row in seed_summary(records, "val_acc"):
-        key = tuple(row[k] for k in SETTING_FIELDS if k != "head_multiplier")
+        key = tuple(row[k] for k in SETTING_FIELDS if k != varies)
         lines.setdefault(key, []).append(row)
     failed = [r for r in final_records(records) if _number(r["val_acc"]) is None]
     several = False
     for i, rows in enumerate(lines.values()):
-        rows = sorted((r for r in rows if r["mean"] is not None), key=lambda r: r["head_lr"])
+        rows = sorted((r for r in rows if r["mean"] is not None), key=lambda r: r[x])
         if not rows:
             continue
         first = rows[0]
-        label = f"基础学习率 {format_lr(first['learning_rate'])}，{first['num_epochs']} 个迭代周期"
+        fixed = (
+            f"基础学习率 {format_lr(first['learning_rate'])}"
+            if x == "head_lr"
+            else f"倍数 {first['head_multiplier']:g}"
+        )
+        label = f"{fixed}，{first['num_epochs']} 个迭代周期"
         tags = setting_tags(first)
         label += f"，{tags}" if tags else ""
-        xs, means = [r["head_lr"] for r in rows], [r["mean"] for r in rows]
+        xs, means = [r[x] for r in rows], [r["mean"] for r in rows]
         errors = [[m - r["low"] for m, r in zip(means, rows, strict=True)],
                   [r["high"] - m for m, r in zip(means, rows, strict=True)]]  # fmt: skip
         several = several or any(len(r["seeds"]) > 1 for r in rows)
@@ -228,11 +255,10 @@ def summary_figure(records: Sequence[dict]) -> Figure:
                     label=label)  # fmt: skip
     marked: set[str] = set()
     for r in failed:
-        _mark_failure(ax, r["head_lr"], r["status"], marked)
+        _mark_failure(ax, r[x], r["status"], marked)
     ax.set_xscale("log")
-    ax.set_xlabel("输出层学习率（基础学习率 × 倍数）")
-    ax.set_ylabel("最终验证精度")
-    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel(x_label)
+    _accuracy_axis(ax, "最终验证精度")
     ax.grid(alpha=0.3, which="both")
     ax.set_title("各设置的最终验证精度" + ("（种子的平均与范围）" if several else ""), fontsize=10)
     handles, labels = ax.get_legend_handles_labels()

@@ -187,9 +187,9 @@ def train_one_epoch(
         loss_sum += batch_loss
         correct += right
         count += batch_size
-        if progress is not None:
+        if progress is not None:  # the epoch's mean loss so far, as the summary prints it
             progress.update(1)
-            progress.set_postfix(loss=f"{value:.3f}", refresh=False)
+            progress.set_postfix(loss=f"{loss_sum / count:.3f}", refresh=False)
         if on_batch is not None:
             on_batch(batch)
     return loss_sum / max(count, 1), correct / max(count, 1), int(count)

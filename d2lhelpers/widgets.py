@@ -232,9 +232,9 @@ class SweepPanel:
             self.progress.value, self.progress.max = 0, len(settings)
             self.progress_text.value = ""
             self._announce(0)
-            records = self.sweeper.run(
+            records = self.sweeper.run(  # numbered from 0: _merge places them after earlier clicks
                 settings, on_run=self._on_run, progress=False, on_progress=self._on_progress,
-                should_stop=self._stop.is_set,
+                should_stop=self._stop.is_set, first_run=0,
             )  # fmt: skip
             self._merge(records)
             self._show_status(self._done_text(time.perf_counter() - start))
@@ -369,7 +369,8 @@ class SweepPanel:
         extra = f"，其中 {diverged} 次发散" if diverged else ""
         ended = next((k for k in kinds if k in ("stopped", "interrupted")), None)
         if ended is None:
-            return f"完成：{runs} 次运行{extra}，用时 {seconds:.0f} 秒。"
+            took = f"用时 {seconds:.0f} 秒" if seconds >= 1 else "用时不到 1 秒"
+            return f"完成：{runs} 次运行{extra}，{took}。"
         word = "已停止" if ended == "stopped" else "已中断"
         finished = len(finals) - 1
         skipped = runs - len(finals)

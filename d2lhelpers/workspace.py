@@ -48,8 +48,8 @@ from .models import (
 from .settings import DATA_SOURCE_ENV, HOTDOG_URL_ENV, data_source_setting, hotdog_mirrors
 from .standin import (
     SOURCE_HOTDOG_CLASS,
-    SOURCE_SPEC,
-    source_checkpoint,
+    TARGET_CROP_SCALE,
+    load_source_checkpoint,
     standin_resnet18,
     target_set,
 )
@@ -83,20 +83,24 @@ class Workspace:
     _data: HotdogData | None = field(default=None, repr=False, compare=False)
 
     def source_build(self) -> tuple[float, str] | None:
-        """How long training the stand-in source model took and on what machine (None for the
-        ImageNet model, or a checkpoint that did not record it)."""
+        """How long training the stand-in source model took ahead of time and on what machine
+        (None for the ImageNet model, or a checkpoint that did not record it)."""
         checkpoint = self._checkpoint or {}
         if "build_seconds" not in checkpoint or "built_on" not in checkpoint:
             return None
         return checkpoint["build_seconds"], checkpoint["built_on"]
+
+    def source_history(self) -> dict | None:
+        """The stand-in source model's training History as a dict (its ``epochs`` hold the
+        source test accuracy per epoch); None for the ImageNet model."""
+        return None if self._checkpoint is None else self._checkpoint["history"]
 
     def source_set(self) -> tuple[int, int]:
         """(classes, training images) of the source model's training set: ImageNet-1k's, or
         the stand-in's synthetic source set."""
         if self._checkpoint is None:
             return IMAGENET_CLASSES, IMAGENET_TRAIN_IMAGES
-        classes = len(self._checkpoint["classes"])
-        return classes, classes * SOURCE_SPEC.train_per_class
+        return len(self._checkpoint["classes"]), self._checkpoint["train_images"]
 
     def source_model(self) -> nn.Module:
         """A fresh copy of the source model (ImageNet ResNet-18 or the stand-in's)."""
@@ -202,12 +206,12 @@ def _placed_zip_verified(archive: Path) -> bool:
 
 
 def _prepare_standin(folder: Path, progress: bool) -> Workspace:
-    checkpoint = source_checkpoint(folder, progress=progress)
+    checkpoint = load_source_checkpoint()
     root = target_set(folder, progress=progress)
     return Workspace(
         "standin",
         root,
-        Recipe(checkpoint["settings"]["image_size"]),
+        Recipe(checkpoint["settings"]["image_size"], scale=TARGET_CROP_SCALE),
         "ResNet-18, stand-in source model",
         SOURCE_HOTDOG_CLASS,
         checkpoint["history"]["epochs"][-1]["test_acc"],

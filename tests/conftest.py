@@ -15,8 +15,9 @@ from d2lhelpers.standin import (
     SOURCE_HOTDOG_CLASS,
     ImageSetSpec,
     SourceTraining,
-    source_checkpoint,
+    save_source_checkpoint,
     target_set,
+    train_source_checkpoint,
 )
 from d2lhelpers.workspace import Workspace
 
@@ -72,12 +73,13 @@ def tiny_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """A real stand-in workspace, miniature: 6 + 4 images per class, a 1-epoch source model."""
     folder = tmp_path_factory.mktemp("tiny-standin")
     root = target_set(folder, ImageSetSpec(6, 4, min_side=36, max_side=48), progress=False)
-    checkpoint = source_checkpoint(
+    checkpoint = train_source_checkpoint(
         folder,
         SourceTraining(image_size=TINY_SIZE, epochs=1, batch_size=16),
         ImageSetSpec(3, 1, min_side=36, max_side=44),
         progress=False,
     )
+    save_source_checkpoint(checkpoint, folder / "standin-resnet18-tiny.pt")  # for the CLI's tests
     return Workspace(
         "standin", root, Recipe(TINY_SIZE), "tiny", SOURCE_HOTDOG_CLASS, None, checkpoint
     )

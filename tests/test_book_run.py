@@ -5,9 +5,12 @@ The book build executes every notebook in full (``make book``) and keeps the exe
 
 * every cell tagged ``nbval-check-output`` printed what the committed notebook stores (what
   nbval compares; a difference fails with a diff, as nbval's does);
-* the lesson holds on the page's own numbers: over the chapter's seeds, the fine-tuned model
-  beats the one trained from scratch by at least :data:`MARGIN` of test accuracy on average,
-  with the two seed ranges apart.
+* the lesson holds on the page's own numbers, means over the chapter's seeds, as the real
+  photos show it (d2l: fine-tuned 0.94, from scratch 0.84): the fine-tuned model at
+  :data:`FINE_TUNED_ACCURACY` or better, the one trained from scratch learning (at
+  :data:`SCRATCH_ACCURACY` or better, its training loss below ln 2, a constant guess's), and
+  fine-tuning ahead by at least :data:`MARGIN`, the two seed ranges apart. (Only the stand-in
+  runs here; the real branch's short run is checked by ``make real-check``.)
 
 Run after ``make book`` (``make book-checks``; marked ``book``).
 """
@@ -15,6 +18,7 @@ Run after ``make book`` (``make book-checks``; marked ``book``).
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from statistics import mean
@@ -30,10 +34,13 @@ pytestmark = pytest.mark.book
 
 EXECUTED = ROOT / "_build" / "jupyter_execute" / "chapters"
 CHECK_TAG = "nbval-check-output"
-MARGIN = 0.10  # test accuracy, fine-tuned minus scratch, mean over the seeds
+# The lesson's shape, means over the seeds (issue "the lesson a reader can copy", point 3)
+FINE_TUNED_ACCURACY = 0.85  # test accuracy
+SCRATCH_ACCURACY = 0.65
+MARGIN = 0.08  # test accuracy, fine-tuned minus scratch
 RESULT_ROW = re.compile(
-    r"^\| (?P<model>微调|从头训练) \| (?P<seed>\d+) \| (?P<loss>[\d.]+) \| (?P<acc>[\d.]+) "
-    r"\| (?P<status>[^|]+) \|$",
+    r"^\| (?P<model>微调|从头训练) \| (?P<seed>\d+) \| (?P<loss>[\d.]+) \| (?P<train>[\d.]+) "
+    r"\| (?P<acc>[\d.]+) \| (?P<status>[^|]+) \|$",
     re.MULTILINE,
 )
 
@@ -102,7 +109,8 @@ def test_checked_cells_print_what_the_notebook_stores(name: str, cell_id: str) -
 
 
 def results_table(nb: nbformat.NotebookNode) -> dict[str, list[dict]]:
-    """The rows of the chapter's results table (模型、种子、训练损失、测试精度、状态), by model."""
+    """The rows of the chapter's results table (模型、种子、训练损失、训练精度、测试精度、状态), by
+    model."""
     rows: dict[str, list[dict]] = {"微调": [], "从头训练": []}
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -118,14 +126,20 @@ def test_the_lesson_holds_on_the_chapters_own_run() -> None:
         assert {r["status"].strip() for r in runs} == {status_label("ok")}, f"{model}: {runs}"
     tuned = [float(r["acc"]) for r in rows["微调"]]
     scratch = [float(r["acc"]) for r in rows["从头训练"]]
+    assert mean(tuned) >= FINE_TUNED_ACCURACY, f"fine-tuned test accuracy {tuned}"
+    assert mean(scratch) >= SCRATCH_ACCURACY, f"from-scratch test accuracy {scratch}"
+    for model, runs in rows.items():
+        losses = [float(r["loss"]) for r in runs]
+        assert mean(losses) < math.log(2), f"{model}: final training loss {losses} above ln 2"
     gap = mean(tuned) - mean(scratch)
     assert gap >= MARGIN, f"fine-tuned {tuned} vs scratch {scratch}: mean gap {gap:.3f}"
     assert min(tuned) > max(scratch), f"seed ranges overlap: fine-tuned {tuned}, scratch {scratch}"
 
 
 def test_the_rows_are_read_from_a_markdown_output() -> None:
-    table = "| 模型 | 种子 | 训练损失 | 测试精度 | 状态 |\n|---|---|---|---|---|\n"
-    table += "| 微调 | 0 | 0.512 | 0.733 | 完成 |\n| 从头训练 | 0 | 0.690 | 0.571 | 完成 |"
+    table = "| 模型 | 种子 | 训练损失 | 训练精度 | 测试精度 | 状态 |\n|---|---|---|---|---|---|\n"
+    table += "| 微调 | 0 | 0.512 | 0.801 | 0.733 | 完成 |\n"
+    table += "| 从头训练 | 0 | 0.690 | 0.555 | 0.571 | 完成 |"
     output = nbformat.v4.new_output("display_data", data={"text/markdown": table})
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[output])])
     rows = results_table(nb)

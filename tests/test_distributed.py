@@ -32,6 +32,7 @@ from d2lhelpers.distributed import (
 )
 from d2lhelpers.finetune import train_fine_tuning
 from d2lhelpers.models import freeze_batchnorm, make_target_model
+from d2lhelpers.run import Run
 from d2lhelpers.workspace import Workspace
 
 # Frozen BatchNorm, no augmentation: the two processes take exactly one device's steps, so the
@@ -220,17 +221,13 @@ def test_a_one_process_job_takes_exactly_one_devices_steps(tiny_workspace, monke
             job = start(device="cpu", timeout=30)
             assert (job.rank, job.processes, job.is_main) == (0, 1, True)
         try:
-            history = train_fine_tuning(
-                net,
-                3e-3,
-                data,
-                batch_size=10,
-                num_epochs=2,
+            run = Run(
                 augment=False,
                 device=torch.device("cpu"),
                 live=False,
                 parallel=job if parallel else None,
             )
+            history = train_fine_tuning(net, data, 3e-3, batch_size=10, num_epochs=2, run=run)
         finally:
             if parallel:
                 stop()
@@ -249,8 +246,8 @@ def test_the_cli_alone_trains_from_scratch_with_the_chapters_rate(tiny_workspace
     assert history["status"] == "ok" and len(history["epochs"]) == 1
     assert history["label"] == "from scratch"
     hparams = history["hparams"]
-    assert hparams["learning_rate"] == chapter_settings("standin")["scratch_lr"]
-    assert not hparams["param_group"] and hparams["processes"] == 1
+    assert hparams["learning_rates"] == [chapter_settings("standin")["scratch_lr"]]
+    assert hparams["processes"] == 1
     assert resnet18(num_classes=2).load_state_dict(torch.load(tmp_path / "m.pt"))
 
 

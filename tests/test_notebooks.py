@@ -107,6 +107,13 @@ def test_shown_code_fits_the_code_column(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_cell_is_folded_by_hand_for_the_formatter(path: Path) -> None:
+    """Code is written to fit the column: no `# fmt: skip` / `# fmt: off` in any cell."""
+    for cell in code_cells(path):
+        assert "fmt:" not in cell.source, f"{path.name}: {cell.source[:80]!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_chinese_prose_uses_full_width_quotes(path: Path) -> None:
     """Outside code spans, Chinese text quotes with “…”, never ASCII double quotes."""
     for cell in nbformat.read(path, as_version=4).cells:

@@ -25,23 +25,38 @@ def history(label: str, epochs: int, status: str = "ok", loss: float = 0.9) -> H
     return h
 
 
-def test_plot_histories_one_line_per_curve_and_history() -> None:
+def test_plot_histories_puts_loss_and_accuracies_on_their_own_axes() -> None:
     fig = plot_histories([history("a", 3), history("b", 2)], title="two runs")
     assert isinstance(fig, Figure)
-    (ax,) = fig.axes
-    assert len(ax.lines) == 6
-    assert [line.get_xdata().tolist() for line in ax.lines[:3]] == [[1, 2, 3]] * 3
-    assert ax.lines[0].get_ydata().tolist() == pytest.approx([0.9, 0.45, 0.3])
-    legend = ax.get_legend()
-    assert legend is not None
-    assert [t.get_text() for t in legend.get_texts()] == [
-        "a：训练损失", "a：训练精度", "a：测试精度",
-        "b：训练损失", "b：训练精度", "b：测试精度",
-    ]  # fmt: skip
-    assert ax.get_title() == "two runs"
-    assert ax.get_xlabel() == "迭代周期"
-    assert len(ax.texts) == 0  # no annotation for runs that ended normally
-    assert ax.lines[0].get_color() != ax.lines[3].get_color()
+    loss_ax, acc_ax = fig.axes
+    assert len(loss_ax.lines) == 2 + 1  # a loss per run, and the loss of guessing
+    assert len(acc_ax.lines) == 4
+    assert loss_ax.lines[0].get_xdata().tolist() == [1, 2, 3]
+    assert loss_ax.lines[0].get_ydata().tolist() == pytest.approx([0.9, 0.45, 0.3])
+    assert list(loss_ax.lines[-1].get_ydata()) == pytest.approx([np.log(2)] * 2)
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == [
+        "a：训练损失",
+        "b：训练损失",
+        "随机猜测的损失",
+    ]
+    assert [t.get_text() for t in acc_ax.get_legend().get_texts()] == [
+        "a：训练精度",
+        "a：测试精度",
+        "b：训练精度",
+        "b：测试精度",
+    ]
+    assert acc_ax.get_ylim() == (0, 1)
+    assert fig.get_suptitle() == "two runs"
+    assert (loss_ax.get_title(), acc_ax.get_title()) == ("训练损失", "精度")
+    assert loss_ax.get_xlabel() == acc_ax.get_xlabel() == "迭代周期"
+    assert len(loss_ax.texts) == 0  # no annotation for runs that ended normally
+    assert loss_ax.lines[0].get_color() != loss_ax.lines[1].get_color()
+
+
+def test_one_history_is_labelled_by_its_curves_alone() -> None:
+    fig = plot_histories([history("微调", 2)])
+    names = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert names == ["训练精度", "测试精度"]
 
 
 def test_plot_histories_y_axis_fits_a_large_loss() -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, decode_folder
-from d2lhelpers.finetune import D2L_WEIGHT_DECAY
+from d2lhelpers.finetune import WEIGHT_DECAY
 from d2lhelpers.models import find_head, freeze_body
 from d2lhelpers.precision import choose_precision
 from d2lhelpers.sweep import (
@@ -19,9 +19,11 @@ from d2lhelpers.sweep import (
     compute_features,
     final_records,
     frozen_body_of,
+    records_by_run,
     seed_summary,
     within_noise,
 )
+from d2lhelpers.sweep_plots import live_figure, results_table
 from d2lhelpers.train import fit
 
 CPU = torch.device("cpu")
@@ -71,7 +73,8 @@ def test_records_have_the_promised_fields(sweeper: Sweeper) -> None:
         assert 0 <= record["val_acc"] <= 1
         assert math.isfinite(record["train_loss"])
         assert record["seconds"] > 0
-    assert [r["run"] for r in records] == [0, 0, 1]
+    first = records[0]["run"]
+    assert [r["run"] for r in records] == [first, first, first + 1]
     assert records[0]["head_lr"] == pytest.approx(0.1)
     assert records[2]["freeze_body"] is True and records[2]["augment"] is False
     assert records[0]["augment"] is True
@@ -127,7 +130,7 @@ def test_stop_ends_the_run_as_stopped_and_skips_later_settings(sweeper: Sweeper)
 
     settings = [SweepSetting(0.01, 10, num_epochs=3), SweepSetting(0.02, 10, num_epochs=1)]
     records = sweeper.run(settings, progress=False, should_stop=stop_after_two_batches)
-    assert {r["run"] for r in records} == {0}
+    assert len({r["run"] for r in records}) == 1
     assert records[-1]["status"] == "stopped" and records[-1]["val_acc"] is None
     assert all(r["test_acc"] is None for r in records)
 
@@ -174,7 +177,7 @@ def test_frozen_features_match_training_through_the_frozen_body(tiny_workspace) 
     net = freeze_body(sweeper.target_model(setting))
     optimizer = torch.optim.SGD(
         [p for p in net.parameters() if p.requires_grad],
-        lr=0.5, weight_decay=D2L_WEIGHT_DECAY / 4,
+        lr=0.5, weight_decay=WEIGHT_DECAY / 4,
     )  # fmt: skip
     through = fit(
         net, BatchLoader(train, 4, recipe, train=False, channels_last=False),
@@ -187,7 +190,7 @@ def test_frozen_features_match_training_through_the_frozen_body(tiny_workspace) 
     xs = compute_features(body, BatchLoader(train, 8, recipe, train=False), fp32)
     ts = compute_features(body, BatchLoader(test, 8, recipe, train=False), fp32)
     head = find_head(sweeper.target_model(setting)).layer
-    optimizer = torch.optim.SGD(head.parameters(), lr=0.5, weight_decay=D2L_WEIGHT_DECAY / 4)
+    optimizer = torch.optim.SGD(head.parameters(), lr=0.5, weight_decay=WEIGHT_DECAY / 4)
     cached = fit(
         head, TensorBatches(*xs, 4, shuffle=False), TensorBatches(*ts, 8, shuffle=False),
         optimizer, 2, device=CPU, precision=fp32, progress=False,
@@ -229,7 +232,27 @@ def test_an_interrupted_run_ends_the_sweep_and_is_never_read_as_a_result(sweeper
 
     settings = [SweepSetting(0.01, 10, num_epochs=3), SweepSetting(0.02, 10, num_epochs=1)]
     records = sweeper.run(settings, progress=False, should_stop=interrupt_in_the_second_epoch)
-    assert {r["run"] for r in records} == {0}
+    assert len({r["run"] for r in records}) == 1
     last = records[-1]
     assert last["status"] == "interrupted" and last["val_acc"] is None
     assert seed_summary(records)[0]["mean"] is None
+
+
+def test_runs_of_several_sweeps_are_numbered_apart_and_all_shown(tiny_workspace) -> None:
+    """Records of two sweeps on one Sweeper, put together, keep every run apart: the table has
+    a row for each setting and the live figure a line for each run."""
+    sweeper = Sweeper(tiny_workspace, batch_size=4, device=CPU)
+    frozen = sweeper.run([SweepSetting(0.01, 10, 1, freeze_body=True)], progress=False)
+    plain = sweeper.run([SweepSetting(0.01, 10, 1, augment=False)], progress=False)
+    again = sweeper.run([SweepSetting(0.01, 100, 1, freeze_body=True)], progress=False)
+    records = frozen + plain + again
+    assert [r["run"] for r in final_records(records)] == [0, 1, 2]
+    assert len(records_by_run(records)) == 3
+    table = results_table(records)
+    assert table.count("<tr") == 1 + 3  # the header and one row per setting
+    assert len(live_figure(records).axes[0].lines) == 3
+    panel_like = sweeper.run(
+        [SweepSetting(0.01, 10, 1, freeze_body=True)], progress=False, first_run=0
+    )
+    assert panel_like[0]["run"] == 0  # a caller that numbers its own runs (the panel)
+    assert sweeper.runs_started == 3

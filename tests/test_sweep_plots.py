@@ -274,3 +274,19 @@ def test_figures_render_every_glyph_in_the_shipped_font(
         t for t in fig.findobj(Text) if re.search(r"[\u3000-\u9fff\uff00-\uffef]", t.get_text())
     ]
     assert chinese and {t.get_fontfamily()[0] for t in chinese} == {fonts.FAMILY}
+
+
+def test_summary_over_the_body_rate_draws_a_line_along_eta_and_marks_divergence_apart() -> None:
+    """Exercise 1's figure: x is the body's rate η (the head at 10 η), a diverged run is marked
+    in the grey strip below 0, never drawn as an accuracy of 0."""
+    specs = [(SweepSetting(lr, 10, 3, seed=0), {}) for lr in (0.001, 0.01, 0.1)]
+    specs.append((SweepSetting(1.0, 10, 3, seed=0), {"diverge_at": 1}))
+    (ax,) = summary_figure(sweep(specs), x="learning_rate").axes
+    line = next(c for c in ax.containers if isinstance(c, ErrorbarContainer))
+    assert list(line.lines[0].get_xdata()) == [0.001, 0.01, 0.1]
+    assert ax.get_xlabel().startswith("基础学习率 η")
+    (marker,) = [m for m in ax.lines if list(m.get_xdata()) == [1.0]]
+    assert marker.get_ydata()[0] < 0 < ax.get_yticks()[1]
+    assert "无精度" in [t.get_text() for t in ax.texts]
+    with pytest.raises(ValueError, match="x must be one of"):
+        summary_figure(sweep(specs), x="seed")

@@ -72,10 +72,11 @@ class FakeSweeper:
         progress: bool = True,
         on_progress: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        first_run: int | None = None,
     ) -> list[dict]:
         self.calls.append(list(settings))
         records: list[dict] = []
-        for run, setting in enumerate(settings):
+        for run, setting in enumerate(settings, first_run or 0):
             if run == self.fail_after:
                 raise RuntimeError("CUDA out of memory.\n  Tried to allocate 2 GiB")
             if self.before_run is not None:
@@ -130,12 +131,20 @@ class Delegate:
     def features_ready(self) -> bool:
         return self.sweeper.features_ready
 
-    def run(self, settings, on_run=None, progress=True, on_progress=None, should_stop=None):
+    def run(
+        self,
+        settings,
+        on_run=None,
+        progress=True,
+        on_progress=None,
+        should_stop=None,
+        first_run=None,
+    ):
         def both(done: int, total: int) -> None:
             on_progress(done, total)
             self.hook(done, total)
 
-        return self.sweeper.run(settings, on_run, progress, both, should_stop)
+        return self.sweeper.run(settings, on_run, progress, both, should_stop, first_run)
 
 
 def png(image: ipywidgets.Image) -> bytes:
