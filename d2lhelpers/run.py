@@ -70,6 +70,7 @@ class Run:
         device = self.target_device
         # channels_last: the same weights, in the layout that convolves fastest
         net = net.to(device, memory_format=torch.channels_last)
+        hparams = self.hparams(optimizer, train_iter, num_epochs)  # the whole batch's size
         evaluator, reduce, live = evaluate, None, self.live
         if self.parallel is not None:
             net, train_iter, test_iter = self.parallel.shard(net, train_iter, test_iter)
@@ -78,7 +79,7 @@ class Run:
         history = fit(
             net, train_iter, test_iter, optimizer, num_epochs, device=device, loss=loss,
             evaluator=evaluator, reduce=reduce, label=self.label, progress=live,
-            hparams=self.hparams(optimizer, train_iter, num_epochs),
+            hparams=hparams,
             on_epoch=LivePlot(self.label) if live else None,
             on_batch=self.on_batch, should_stop=self.should_stop,
         )  # fmt: skip
