@@ -1,7 +1,8 @@
 """The book build's run of each page: the one full run of the lesson in ``make test``.
 
-The book build executes every notebook in full (``make book``) and keeps the executed copies in
-``_build/jupyter_execute``. These tests read them instead of running the pages again:
+The book build executes every notebook in full (``make book``) and keeps its outputs in its
+execution cache (``_build/.jupyter_cache``). These tests read them instead of running the pages
+again:
 
 * every cell tagged ``nbval-check-output`` printed what the committed notebook stores (what
   nbval compares; a difference fails with a diff, as nbval's does);
@@ -26,6 +27,7 @@ from statistics import mean
 import nbformat
 import pytest
 from book_site import ROOT
+from jupyter_cache import get_cache
 
 from d2lhelpers.chapter import SEEDS
 from d2lhelpers.plot import status_label
@@ -33,6 +35,7 @@ from d2lhelpers.plot import status_label
 pytestmark = pytest.mark.book
 
 EXECUTED = ROOT / "_build" / "jupyter_execute" / "chapters"
+CACHE = ROOT / "_build" / ".jupyter_cache"  # the book build's execution cache (myst-nb's default)
 CHECK_TAG = "nbval-check-output"
 # The lesson's shape, means over the seeds (issue "the lesson a reader can copy", point 3)
 FINE_TUNED_ACCURACY = 0.85  # test accuracy
@@ -46,11 +49,18 @@ RESULT_ROW = re.compile(
 
 
 def executed(name: str) -> nbformat.NotebookNode:
-    """The book build's executed copy of ``chapters/<name>``; fails when there is none."""
-    path = EXECUTED / name
-    if not path.is_file():
-        pytest.fail(f"{path} not found: build the book first (make book).")
-    return nbformat.read(path, as_version=4)
+    """The book build's run of ``chapters/<name>``: the page with the outputs that the build's
+    execution cache holds for its code; fails when there is none.
+
+    Read from the cache, not from ``_build/jupyter_execute``: when a build reuses the cache,
+    myst-nb writes the executed copy there without the cached outputs.
+    """
+    source = nbformat.read(ROOT / "chapters" / name, as_version=4)
+    try:
+        _, nb = get_cache(str(CACHE)).merge_match_into_notebook(source)
+    except KeyError:
+        pytest.fail(f"no run of {name} in {CACHE} matches its code: run make book.", pytrace=False)
+    return nb
 
 
 def comparable(outputs: list) -> list[str]:
