@@ -39,9 +39,9 @@ CACHE = ROOT / "_build" / ".jupyter_cache"  # the book build's execution cache (
 CHECK_TAG = "nbval-check-output"
 # The lesson's shape, means over the seeds (issue "the lesson a reader can copy", point 3)
 FINE_TUNED_ACCURACY = 0.85  # test accuracy
-# The issue asks 0.65 (met in bf16: 0.685); in fp32, as the slow CPU class trains, the same page
-# gave 0.635 (make budget, 2026-12-05): the floor is set below that, still far above chance.
-SCRATCH_ACCURACY = 0.60
+# Means over the chapter's seeds, 2026-12-05: 0.690 in bf16, 0.694 in fp32 (as the slow CPU class
+# trains); with crops of 30% instead of 50% fp32 gave 0.635, below this floor.
+SCRATCH_ACCURACY = 0.65
 MARGIN = 0.08  # test accuracy, fine-tuned minus scratch
 RESULT_ROW = re.compile(
     r"^\| (?P<model>微调|从头训练) \| (?P<seed>\d+) \| (?P<loss>[\d.]+) \| (?P<train>[\d.]+) "
