@@ -285,7 +285,7 @@ def run_ours(trial: Trial, device: torch.device) -> dict[str, Any]:
         batch_size=trial.batch_size,
         num_epochs=trial.epochs,
         head_multiplier=HEAD_MULTIPLIER,
-        run=Run(seed=trial.seed, device=device, live=False),
+        run=Run(seed=trial.seed, device=device),
     )
     sync(device)
     wall = time.perf_counter() - start

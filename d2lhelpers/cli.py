@@ -42,7 +42,7 @@ from .distributed import DEFAULT_TIMEOUT_S, Parallel, start, stop, under_torchru
 from .fileutil import atomic_write
 from .finetune import train_fine_tuning
 from .models import freeze_batchnorm, imagenet_resnet18, make_target_model
-from .run import Run
+from .run import Run, print_epoch
 from .settings import PRECISION_ENV
 from .standin import standin_resnet18
 from .train import History, default_device
@@ -269,7 +269,7 @@ def _train(args: argparse.Namespace, parallel: Parallel | None) -> History:
         augment=not args.no_augment,
         device=device or default_device(),
         label=args.label or ("from scratch" if args.scratch else "fine-tuning"),
-        live=not args.quiet,
+        live=None if args.quiet else print_epoch,
         on_batch=_fail_hook(args, rank),
         parallel=parallel,
     )

@@ -214,7 +214,6 @@ class Sweeper:
             seed=setting.seed,
             augment=setting.augment,
             device=self.device,
-            live=False,
             on_batch=_per_run(on_progress, setting.num_epochs, batches),
             should_stop=should_stop,
         )

@@ -224,7 +224,6 @@ def test_a_one_process_job_takes_exactly_one_devices_steps(tiny_workspace, monke
             run = Run(
                 augment=False,
                 device=torch.device("cpu"),
-                live=False,
                 parallel=job if parallel else None,
             )
             history = train_fine_tuning(net, data, 3e-3, batch_size=10, num_epochs=2, run=run)

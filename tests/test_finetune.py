@@ -13,7 +13,7 @@ from d2lhelpers import run, train
 from d2lhelpers.finetune import WEIGHT_DECAY, train_fine_tuning
 from d2lhelpers.run import Run
 
-QUIET = Run(live=False)
+QUIET = Run()  # no live view: silent
 
 # (argument, bad value, what the error names)
 BAD_ARGUMENTS = [

@@ -26,15 +26,14 @@ from http_server import running
 from PIL import Image
 from torchvision.models import resnet18
 
+from d2lhelpers.book.photo_panel import PhotoPanel, uploaded_files
 from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, Recipe, decode_folder
 from d2lhelpers.photo import (
     PhotoError,
-    PhotoPanel,
     classify_photo,
     fetch_photo,
     load_photo,
     photo_pixels,
-    uploaded_files,
 )
 from d2lhelpers.precision import choose_precision
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from d2lhelpers.book.sweep_plots import live_figure, results_table
 from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, decode_folder
 from d2lhelpers.finetune import WEIGHT_DECAY
 from d2lhelpers.models import find_head, freeze_body
@@ -23,7 +24,6 @@ from d2lhelpers.sweep import (
     seed_summary,
     within_noise,
 )
-from d2lhelpers.sweep_plots import live_figure, results_table
 from d2lhelpers.train import fit
 
 CPU = torch.device("cpu")

@@ -17,9 +17,8 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from d2lhelpers import fonts
-from d2lhelpers.sweep import SweepSetting, records_of
-from d2lhelpers.sweep_plots import (
+from d2lhelpers.book import fonts
+from d2lhelpers.book.sweep_plots import (
     format_acc,
     format_loss,
     format_lr,
@@ -28,6 +27,7 @@ from d2lhelpers.sweep_plots import (
     seed_table,
     summary_figure,
 )
+from d2lhelpers.sweep import SweepSetting, records_of
 from d2lhelpers.train import EpochStats, History
 
 

@@ -5,7 +5,7 @@ The panel is thin: :meth:`Sweeper.run <d2lhelpers.sweep.Sweeper.run>` does all t
 the panel only turns the controls into :class:`~d2lhelpers.sweep.SweepSetting` objects and
 shows the records. Figures are PNG bytes in ``Image`` widgets (not ``Output`` widgets), so they
 show without a running kernel and in the built book, whose widget state is saved when it is
-built; the figures, the table and the number formats come from :mod:`d2lhelpers.sweep_plots`.
+built; the figures, the table and the number formats come from :mod:`d2lhelpers.book.sweep_plots`.
 The text shown to the learner is Chinese; exceptions stay English. Only widgets and traits
 that ipywidgets 7.7.1 (Colab's) and 8.x both have are used.
 """
@@ -24,17 +24,17 @@ from typing import Any, Protocol
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
-from .chapter import CHAPTER_SETTINGS
-from .checks import positive_finite, positive_int
-from .sweep import SETTING_FIELDS, SweepSetting, final_records, records_of, setting_of
+from ..chapter import CHAPTER_SETTINGS
+from ..checks import positive_finite, positive_int
+from ..sweep import SETTING_FIELDS, SweepSetting, final_records, records_of, setting_of
+from ..train import History
+from .labels import status_kind, status_word
 from .sweep_plots import (
     format_lr,
     live_figure,
     results_table,
-    status_kind,
     summary_figure,
 )
-from .train import History
 
 __all__ = ["Runner", "SweepPanel", "live_figure", "results_table", "summary_figure"]
 
@@ -371,7 +371,7 @@ class SweepPanel:
         if ended is None:
             took = f"用时 {seconds:.0f} 秒" if seconds >= 1 else "用时不到 1 秒"
             return f"完成：{runs} 次运行{extra}，{took}。"
-        word = "已停止" if ended == "stopped" else "已中断"
+        word = status_word(ended)
         finished = len(finals) - 1
         skipped = runs - len(finals)
         text = f"{word}：{runs} 次运行中完成 {finished} 次{extra}，第 {finished + 1} 次运行{word}"
