@@ -28,6 +28,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from . import __version__
+from .checks import one_line
 from .data import Recipe
 from .fileutil import atomic_write, display_path
 
@@ -166,7 +167,7 @@ def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises many types (UnpicklingError, RuntimeError, ...)
-        reason = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        reason = one_line(err)[:300]
         raise CheckpointError(
             f"{display_path(path)} is not a checkpoint that torch.load(weights_only=True) can "
             f"read ({reason})."

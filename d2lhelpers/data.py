@@ -44,7 +44,7 @@ from torchvision.ops import roi_align
 from torchvision.transforms.functional import resize
 from tqdm.auto import tqdm
 
-from .checks import finite_range, non_negative_int, positive_finite, positive_int
+from .checks import finite_range, int_at_least, non_negative_int, positive_finite, positive_int
 from .fileutil import (
     atomic_write,
     data_dir,
@@ -77,7 +77,7 @@ class Recipe:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
-        positive_int("Recipe.size", self.size, minimum=8)
+        int_at_least("Recipe.size", self.size, 8)
         if finite_range("Recipe.scale", self.scale)[1] > 1:
             raise ValueError(f"Recipe.scale must lie within (0, 1], got {self.scale!r}.")
         finite_range("Recipe.ratio", self.ratio)
@@ -403,7 +403,7 @@ class BatchLoader:
         channels_last: bool = True,
     ) -> None:
         try:
-            batch_size = positive_int("batch_size", batch_size, minimum=2 if train else 1)
+            batch_size = int_at_least("batch_size", batch_size, 2 if train else 1)
         except ValueError as err:
             reason = " for training (BatchNorm needs two examples per batch)" if train else ""
             raise ValueError(f"{err}".rstrip(".") + reason + ".") from None
@@ -577,7 +577,7 @@ class HotdogData:
         """Training batches (reshuffled from ``seed``; random crops and flips, or with
         ``augment=False`` the test transform) and held-out batches (centre crops, in batches
         twice as large), both prepared on ``device``."""
-        batch_size = positive_int("batch_size", batch_size, minimum=2)
+        batch_size = int_at_least("batch_size", batch_size, 2)
         train = self.train if augment else self.train.resized(self.recipe.resize_side)
         return (
             BatchLoader(train, batch_size, self.recipe, train=True, augment=augment,

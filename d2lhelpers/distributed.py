@@ -72,7 +72,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .checks import positive_finite, positive_int
+from .checks import non_negative_int, positive_finite, positive_int
 from .data import BatchLoader, batches_per_epoch, epoch_batches
 from .precision import Precision
 from .train import evaluate
@@ -106,7 +106,7 @@ def share_sizes(n: int, processes: int, most: int) -> list[int]:
     example too, when ``most`` allows three) and the others none: BatchNorm cannot normalise a
     lone example where a feature map is 1 x 1 (ResNet-18's last block at 32 px inputs).
     """
-    n, processes = positive_int("n", n, minimum=0), positive_int("processes", processes)
+    n, processes = non_negative_int("n", n), positive_int("processes", processes)
     base, extra = divmod(n, processes)
     if base >= 2 or n < 2:
         sizes = [base + (rank < extra) for rank in range(processes)]

@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 from torchvision.ops import FrozenBatchNorm2d
 
-from .checks import non_negative_int, positive_int
+from .checks import int_at_least, non_negative_int
 from .settings import DATA_SOURCE_ENV
 
 HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
@@ -112,7 +112,7 @@ def make_target_model(source: nn.Module, num_classes: int) -> nn.Module:
     Every other parameter and buffer of the copy equals the source model's; the source model
     itself is not modified.
     """
-    num_classes = positive_int("num_classes", num_classes, minimum=2)
+    num_classes = int_at_least("num_classes", num_classes, 2)
     target = copy.deepcopy(source)
     head = find_head(target)
     old = head.layer

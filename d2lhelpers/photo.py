@@ -30,14 +30,13 @@ from torch import nn
 from .checks import positive_finite, positive_int
 from .data import DecodedImages, Recipe, square_pixels
 from .fileutil import display_path
-from .images import BadImageError, load_rgb
+from .images import BadImageError, is_jpeg, load_rgb
 from .predict import logits_of
 
 Source = bytes | bytearray | memoryview | str | os.PathLike
 MAX_PHOTO_PIXELS = 50_000_000  # a photo decoded at full size may have this many pixels
 MAX_DOWNLOAD_BYTES = 20 << 20  # 20 MiB
 URL_TIMEOUT = 15.0  # seconds
-JPEG_MAGIC = b"\xff\xd8\xff"
 NOT_IMAGE_TYPES = ("text/", "application/json", "application/xml", "application/xhtml")
 
 
@@ -162,9 +161,8 @@ def _check_pixels(path: Path, label: str, size: int | None, max_pixels: int) -> 
 
     A JPEG with ``size`` is left to ``load_rgb``, which decodes it at reduced scale.
     """
-    with open(path, "rb") as f:
-        if size is not None and f.read(len(JPEG_MAGIC)) == JPEG_MAGIC:
-            return
+    if size is not None and is_jpeg(path):
+        return
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

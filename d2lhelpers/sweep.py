@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checks import non_negative_int, positive_finite, positive_int
+from .checks import int_at_least, non_negative_int, positive_finite, positive_int
 from .data import HOTDOG_CLASSES, BatchLoader, batches_per_epoch, epoch_batches
 from .finetune import WEIGHT_DECAY, train_fine_tuning
 from .models import copy_class_row, find_head, freeze_body, make_target_model
@@ -134,7 +134,7 @@ class Sweeper:
         validation_fraction: float = 0.2,
         device: torch.device | None = None,
     ) -> None:
-        batch_size = positive_int("batch_size", batch_size, minimum=2)
+        batch_size = int_at_least("batch_size", batch_size, 2)
         self.workspace, self.batch_size = workspace, batch_size
         self.device = device or default_device()
         self.precision = choose_precision(self.device)

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..checks import positive_int
+from ..checks import one_line, positive_int
 from ..data import Recipe
 from ..photo import PhotoError, Source, classify_photo, load_photo
 from .labels import class_label
@@ -135,6 +135,6 @@ class PhotoPanel:
 
     def _show_error(self, text: str, err: BaseException | None) -> None:
         self._show_image(b"")
-        reason = "" if err is None else " ".join(f"{type(err).__name__}: {err}".split())
+        reason = "" if err is None else one_line(err)
         detail = f"<br><small>{html.escape(reason, quote=False)}</small>" if reason else ""
         self._show_text(html.escape(text, quote=False) + detail, error=True)

@@ -25,7 +25,7 @@ import ipywidgets as widgets
 from matplotlib.figure import Figure
 
 from ..chapter import CHAPTER_SETTINGS
-from ..checks import positive_finite, positive_int
+from ..checks import one_line, positive_finite, positive_int
 from ..sweep import SETTING_FIELDS, SweepSetting, final_records, records_of, setting_of
 from ..train import History
 from .labels import status_kind, status_word
@@ -243,7 +243,7 @@ class SweepPanel:
                 self._record_interrupted()
                 self._show_status(self._done_text(time.perf_counter() - start))
         except Exception as err:
-            text = f"出错：{_one_line(err)}"
+            text = f"出错：{one_line(err, with_type=False)}"
             if self._click:
                 text += (
                     f"（{len(self._click['settings'])} 次运行中已完成 {self._click['done']} 次）"
@@ -387,11 +387,6 @@ class SweepPanel:
         buffer = BytesIO()
         fig.savefig(buffer, format="png", dpi=self.dpi)
         return buffer.getvalue()
-
-
-def _one_line(err: BaseException) -> str:
-    """The exception's message on one line, however long; its class name when it has none."""
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _check_panel(
