@@ -180,7 +180,7 @@ class Parallel:
         return self.rank == 0
 
     def shard(
-        self, net: nn.Module, train_iter: BatchLoader, test_iter: BatchLoader
+        self, net: nn.Module, train_iter: BatchLoader, held_out_iter: BatchLoader
     ) -> tuple[DistributedDataParallel, ShardedBatches, HeldOutShare]:
         """``net`` wrapped in DDP (it shares ``net``'s parameters, so an optimizer built on
         ``net`` steps the wrapped model), and this process's shares of one device's loaders.
@@ -202,8 +202,9 @@ class Parallel:
             device=train_iter.device, seed=seed, channels_last=train_iter.channels_last,
         )  # fmt: skip
         held_out = BatchLoader(
-            test_iter.images, max(1, test_iter.batch_size // self.processes), test_iter.recipe,
-            train=False, device=test_iter.device, channels_last=test_iter.channels_last,
+            held_out_iter.images, max(1, held_out_iter.batch_size // self.processes),
+            held_out_iter.recipe,
+            train=False, device=held_out_iter.device, channels_last=held_out_iter.channels_last,
         )  # fmt: skip
         if self.sync_batchnorm:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)  # keeps the same parameters

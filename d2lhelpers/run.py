@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .data import BatchLoader, HotdogData
 from .distributed import Parallel
+from .precision import choose_precision
 from .train import History, Loss, default_device, evaluate, fit
 
 Live = Callable[[History], None]  # shown the History so far after every epoch
@@ -29,7 +30,7 @@ def print_epoch(history: History) -> None:
     last = history.epochs[-1]
     tqdm.write(
         f"epoch {last.epoch}: loss {last.train_loss:.3f}, train acc {last.train_acc:.3f}, "
-        f"held-out acc {last.test_acc:.3f}"
+        f"held-out acc {last.held_out_acc:.3f}"
     )
 
 
@@ -38,7 +39,9 @@ class Run:
     """How one training run is carried out.
 
     ``seed`` orders and augments the batches; ``augment=False`` trains on the test transform
-    (centre crops) instead of random crops and flips. ``device`` defaults to the best one here.
+    (centre crops) instead of random crops and flips. ``device`` defaults to the best one here;
+    ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) to ``$D2LHELPERS_PRECISION``, else
+    auto (see :func:`~d2lhelpers.precision.choose_precision`).
     ``live``, when given, is called with the History after every epoch (the book's
     ``LivePlot`` draws the curves); the run then also shows a progress bar and prints the
     result lines. Without it the run is silent. ``on_batch`` and ``should_stop`` go to
@@ -51,6 +54,7 @@ class Run:
     seed: int = 0
     augment: bool = True
     device: torch.device | None = None
+    precision: str | None = None
     label: str = ""
     live: Live | None = None
     on_batch: Callable[[int], None] | None = None
@@ -73,7 +77,7 @@ class Run:
         self,
         net: nn.Module,
         train_iter: BatchLoader,
-        test_iter: BatchLoader,
+        held_out_iter: BatchLoader,
         loss: Loss,
         optimizer: torch.optim.Optimizer,
         num_epochs: int,
@@ -87,11 +91,12 @@ class Run:
         hparams = self.hparams(optimizer, train_iter, num_epochs)  # the whole batch's size
         evaluator, reduce, live = evaluate, None, self.live
         if self.parallel is not None:
-            net, train_iter, test_iter = self.parallel.shard(net, train_iter, test_iter)
+            net, train_iter, held_out_iter = self.parallel.shard(net, train_iter, held_out_iter)
             evaluator, reduce = self.parallel.evaluate, self.parallel.reduce
             live = live if self.parallel.is_main else None
         history = fit(
-            net, train_iter, test_iter, optimizer, num_epochs, device=device, loss=loss,
+            net, train_iter, held_out_iter, optimizer, num_epochs, device=device, loss=loss,
+            precision=choose_precision(device, self.precision),
             evaluator=evaluator, reduce=reduce, label=self.label,
             progress=live is not None, hparams=hparams, on_epoch=live,
             on_batch=self.on_batch, should_stop=self.should_stop,

@@ -313,7 +313,7 @@ def records_of(
     status = history.status_text()
     rows = [
         {**base, "epoch": e.epoch, "train_loss": e.train_loss, "train_acc": e.train_acc,
-         "val_acc": e.test_acc, "test_acc": None, "seconds": e.seconds, "status": status}
+         "val_acc": e.held_out_acc, "test_acc": None, "seconds": e.seconds, "status": status}
         for e in history.epochs
     ]  # fmt: skip
     if history.status in ("diverged", "stopped", "interrupted"):

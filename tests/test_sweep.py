@@ -200,7 +200,7 @@ def test_frozen_features_match_training_through_the_frozen_body(tiny_workspace) 
     assert torch.allclose(head.bias, net.fc.bias, atol=1e-5)
     for a, b in zip(through.epochs, cached.epochs, strict=True):
         assert a.train_loss == pytest.approx(b.train_loss, abs=1e-5)
-        assert a.test_acc == b.test_acc
+        assert a.held_out_acc == b.held_out_acc
 
 
 def test_frozen_features_are_computed_once(sweeper: Sweeper, monkeypatch) -> None:

@@ -17,6 +17,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..seeds import per_epoch
 from ..train import History
 from .fonts import chinese_text
 from .labels import status_label
@@ -24,7 +25,7 @@ from .labels import status_label
 CURVES = (  # (axis, History field, name, line style)
     ("loss", "train_loss", "训练损失", "-"),
     ("accuracy", "train_acc", "训练精度", "--"),
-    ("accuracy", "test_acc", "测试精度", ":"),
+    ("accuracy", "held_out_acc", "测试精度", ":"),
 )
 
 
@@ -95,7 +96,7 @@ def plot_seed_curves(runs: Mapping[str, Sequence[History]], chance: float = 0.5)
     fig = Figure(figsize=(7.2, 3.2), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
     for color, (label, histories) in zip(_colors(len(runs)), runs.items(), strict=True):
-        for ax, key in ((loss_ax, "train_loss"), (acc_ax, "test_acc")):
+        for ax, key in ((loss_ax, "train_loss"), (acc_ax, "held_out_acc")):
             epochs, mean, low, high = _seed_band(histories, key)
             ax.plot(
                 epochs,
@@ -116,14 +117,17 @@ def plot_seed_curves(runs: Mapping[str, Sequence[History]], chance: float = 0.5)
     return fig
 
 
-def _seed_band(histories: Sequence[History], key: str):
+def _seed_band(histories: Sequence[History], key: str) -> tuple[list, list, list, list]:
     """Epochs completed by every seed, and the mean, low and high of ``key`` at each."""
     count = min((len(h.epochs) for h in histories), default=0)
-    values = np.array([[getattr(e, key) for e in h.epochs[:count]] for h in histories])
-    epochs = np.arange(1, count + 1)
-    if count == 0:
-        return epochs, epochs, epochs, epochs
-    return epochs, values.mean(0), values.min(0), values.max(0)
+    bands = per_epoch({e.epoch: getattr(e, key) for e in h.epochs[:count]} for h in histories)
+    epochs = list(bands)
+    return (
+        epochs,
+        [bands[e].mean for e in epochs],
+        [bands[e].low for e in epochs],
+        [bands[e].high for e in epochs],
+    )
 
 
 def _max_loss(histories: Sequence[History]) -> float:

@@ -29,6 +29,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..seeds import per_epoch
 from ..sweep import SETTING_FIELDS, final_records, records_by_run, seed_summary, setting_of
 from .fonts import chinese_text
 from .labels import STATUS_WORDS, status_kind, status_label, status_word
@@ -156,17 +157,12 @@ def live_figure(records: Sequence[dict]) -> Figure:
 
 def _mean_band(ax: Axes, runs: list[list[dict]], color: str) -> None:
     """The mean over seeds per epoch as a line, their low-high range as a band."""
-    by_epoch: dict[int, list[float]] = {}
-    for run in runs:
-        for r in run:
-            if _number(r["val_acc"]) is not None:
-                by_epoch.setdefault(r["epoch"], []).append(r["val_acc"])
-    epochs = sorted(by_epoch)
-    means = [sum(by_epoch[e]) / len(by_epoch[e]) for e in epochs]
+    bands = per_epoch({r["epoch"]: _number(r["val_acc"]) for r in run} for run in runs)
+    epochs = list(bands)
     label = f"{setting_label(runs[0][0])}（{len(runs)} 个种子的平均）"
-    ax.plot(epochs, means, marker=".", color=color, label=label)
+    ax.plot(epochs, [bands[e].mean for e in epochs], marker=".", color=color, label=label)
     if epochs:
-        lows, highs = [min(by_epoch[e]) for e in epochs], [max(by_epoch[e]) for e in epochs]
+        lows, highs = [bands[e].low for e in epochs], [bands[e].high for e in epochs]
         ax.fill_between(epochs, lows, highs, color=color, alpha=0.2, lw=0)
 
 
