@@ -5,8 +5,9 @@ The fast data path works in three stages, each a small piece:
 1. :func:`decode_folder` reads an ImageFolder layout (``split/<class>/<image>``) once, decodes
    every image to RGB, resizes it to a square ``stored_size`` and keeps the result as one uint8
    array ``(N, 3, S, S)``, with each photo's width and height. The array is cached on disk
-   (``.npy``), so a second notebook or a second run does not decode again; it is held in memory
-   up to ``ram_budget`` bytes and memory-mapped above that.
+   (its raw pixel rows in a ``.u8`` file, beside a ``.json`` of labels, paths and sizes), so a
+   second notebook or a second run does not decode again; it is held in memory up to
+   ``ram_budget`` bytes and memory-mapped above that.
 2. :class:`Recipe` holds the chapter's augmentation settings in one place.
 3. :class:`BatchLoader` draws batches and augments them *as a batch* on the training device:
    random resized crop (one ``roi_align`` call for the whole batch), horizontal flip and
@@ -45,6 +46,7 @@ from torchvision.transforms.functional import resize
 from tqdm.auto import tqdm
 
 from .checks import finite_range, int_at_least, non_negative_int, positive_finite, positive_int
+from .environment import cache_dir_setting
 from .fileutil import (
     atomic_write,
     data_dir,
@@ -55,7 +57,6 @@ from .fileutil import (
 )
 from .images import BadImageError, list_class_folder, load_rgb
 from .machine import usable_cores
-from .settings import cache_dir_setting
 
 HOTDOG_CLASSES = ("hotdog", "not-hotdog")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .environment import PRECISION_ENV, precision_setting
 from .machine import cpu_flags
-from .settings import PRECISION_ENV, precision_setting
 
 BF16_CAPABILITY = (8, 0)
 """The first CUDA compute capability with bfloat16 tensor cores (and cuDNN bf16 convolutions)."""

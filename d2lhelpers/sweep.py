@@ -368,8 +368,3 @@ def seed_summary(records: Sequence[dict], key: str = "val_acc") -> list[dict]:
             "statuses": [r["status"] for r in group],
         })  # fmt: skip
     return rows
-
-
-def within_noise(a: dict, b: dict) -> bool:
-    """Whether two :func:`seed_summary` rows' seed ranges overlap (a difference in noise)."""
-    return a["spread"] is not None and b["spread"] is not None and a["spread"].overlaps(b["spread"])

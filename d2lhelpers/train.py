@@ -3,7 +3,7 @@
 The loss is the *mean* cross-entropy over a batch (PyTorch's default). d2l's chapter sums the
 loss over the batch instead; its learning rates are therefore 128x smaller for a batch of 128,
 and its weight decay is 128x larger in relative terms
-(see :func:`~d2lhelpers.finetune.default_weight_decay`).
+(see :data:`~d2lhelpers.finetune.WEIGHT_DECAY`).
 """
 
 from __future__ import annotations

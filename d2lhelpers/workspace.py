@@ -39,6 +39,7 @@ from .download import (
     extraction_problem,
     sha1_of,
 )
+from .environment import DATA_SOURCE_ENV, HOTDOG_URL_ENV, data_source_setting, hotdog_mirrors
 from .fileutil import data_dir
 from .models import (
     IMAGENET_HOTDOG_CLASS,
@@ -46,7 +47,6 @@ from .models import (
     imagenet_resnet18,
     imagenet_weights_path,
 )
-from .settings import DATA_SOURCE_ENV, HOTDOG_URL_ENV, data_source_setting, hotdog_mirrors
 from .standin import (
     SOURCE_HOTDOG_CLASS,
     TARGET_CROP_SCALE,

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from d2lhelpers import machine, precision
+from d2lhelpers.environment import PRECISION_ENV
 from d2lhelpers.precision import choose_precision, cpu_has_native_bf16
-from d2lhelpers.settings import PRECISION_ENV
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")

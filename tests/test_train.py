@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from d2lhelpers.data import BatchLoader, DecodedImages, Recipe
+from d2lhelpers.environment import PRECISION_ENV
 from d2lhelpers.precision import choose_precision
-from d2lhelpers.settings import PRECISION_ENV
 from d2lhelpers.train import (
     EpochStats,
     History,

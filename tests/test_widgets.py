@@ -182,7 +182,6 @@ def idle(panel: SweepPanel) -> bool:
         not panel.run_button.disabled
         and not panel.clear_button.disabled
         and panel.stop_button.disabled
-        and not panel.running
     )
 
 

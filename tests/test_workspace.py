@@ -17,9 +17,9 @@ from torchvision.models import ResNet18_Weights, resnet18
 from d2lhelpers import workspace
 from d2lhelpers.data import Recipe
 from d2lhelpers.download import ChecksumError, extract_zip, sha1_of
+from d2lhelpers.environment import HOTDOG_URL_ENV
 from d2lhelpers.models import IMAGENET_HOTDOG_CLASS
 from d2lhelpers.precision import choose_precision
-from d2lhelpers.settings import HOTDOG_URL_ENV
 from d2lhelpers.standin_draw import SOURCE_CLASSES
 from d2lhelpers.train import default_device
 from d2lhelpers.workspace import Workspace, data_dir, hotdog_urls, prepare

@@ -6,7 +6,6 @@
 * :func:`summary_figure`: final validation accuracy against the head's learning rate, the
   mean over seeds with their range as error bars;
 * :func:`results_table`: an HTML table, one row per setting, its seeds aggregated;
-* :func:`seed_table`: an HTML table of one measure seed by seed, one row per setting.
 
 Runs that diverged, were stopped or interrupted have no accuracy: the figures mark them at
 the bottom of the axes and leave them out of means and ranges; the tables count them.
@@ -282,40 +281,6 @@ def results_table(records: Sequence[dict]) -> str:
         ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return _table(TABLE_COLUMNS, rows, left={3, 8})
-
-
-def seed_table(records: Sequence[dict], key: str = "val_acc") -> str:
-    """An HTML table of ``key`` (``"val_acc"``, ``"test_acc"``, ``"train_loss"``) seed by seed:
-    one row per setting, one column per seed, then the mean and the low-high range over the
-    seeds that have a value. A run without a value shows its short status instead."""
-    formatter = format_loss if key == "train_loss" else format_acc
-    summary = seed_summary(records, key)
-    seeds = sorted({seed for row in summary for seed in row["seeds"]})
-    finals: dict[tuple, dict[int, dict]] = {}
-    for r in final_records(records):
-        finals.setdefault(setting_of(r), {})[r["seed"]] = r
-    rows = []
-    for row in summary:
-        by_seed = finals[tuple(row[name] for name in SETTING_FIELDS)]
-        cells = [_td(format_lr(row["learning_rate"])), _td(f"{row['head_multiplier']:g}"),
-                 _td(setting_tags(row, "\n") or MISSING, "left")]  # fmt: skip
-        for seed in seeds:
-            r = by_seed.get(seed)
-            if r is None:
-                cells.append(_td(""))
-            elif _number(r[key]) is None:
-                cells.append(_td(_short_status([r["status"]]), title=_status_label(r["status"])))
-            else:
-                cells.append(_td(formatter(r[key])))
-        spread = (
-            MISSING
-            if row["low"] is None
-            else f"{formatter(row['low'])}{EN_DASH}{formatter(row['high'])}"
-        )
-        cells += [_td(formatter(row["mean"])), _td(spread)]
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    headers = ("学习率", "倍数", "其他", *(f"种子 {s}" for s in seeds), "平均", "范围")
-    return _table(headers, rows, left={2})
 
 
 def _short_status(statuses: Sequence[Any]) -> str:

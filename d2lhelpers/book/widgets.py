@@ -36,8 +36,6 @@ from .sweep_plots import (
     summary_figure,
 )
 
-__all__ = ["Runner", "SweepPanel", "live_figure", "results_table", "summary_figure"]
-
 DEFAULT_LEARNING_RATE = CHAPTER_SETTINGS["real"]["finetune_lr"]  # d2l's, for the mean loss
 DEFAULT_MULTIPLIERS = (1, 10)
 LEARNING_RATE_RANGE = (1e-4, 10.0)  # the learning-rate slider's range
@@ -177,11 +175,6 @@ class SweepPanel:
         """The widgets that choose the settings."""
         return [self.learning_rate, self.multipliers, self.epochs, self.seeds, self.freeze_body,
                 self.augment, self.init_hotdog_row]  # fmt: skip
-
-    @property
-    def running(self) -> bool:
-        """Whether a sweep is under way."""
-        return self._running
 
     def settings(self) -> list[SweepSetting]:
         """The settings of one click, from the controls (ValueError if no multiplier is chosen):
