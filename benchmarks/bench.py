@@ -10,7 +10,7 @@ same batch size, epochs, seed and SGD steps:
   transforms, a ``DataLoader`` (``--ref-workers``, default 0 as in the chapter), a summed
   ``CrossEntropyLoss(reduction="none")`` and SGD with the chapter's parameter groups (body lr,
   head lr x 10, weight decay 0.001), in float32;
-* **ours**: :func:`d2lhelpers.finetune.fine_tune` (decode-once uint8 cache, batched
+* **ours**: :func:`d2lhelpers.finetune.train_fine_tuning` (decode-once uint8 cache, batched
   augmentation on the device, channels-last, bf16 autocast where the CPU runs it natively,
   mean loss with lr x batch size and weight decay / batch size: the same steps as d2l's).
 

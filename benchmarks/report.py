@@ -20,10 +20,10 @@ from typing import Any
 
 from benchmarks.stats import summarise
 from benchmarks.trials import D2L_LEARNING_RATE, HEAD_MULTIPLIER, SIDES
+from d2lhelpers.environment import PRECISION_ENV
 from d2lhelpers.fileutil import atomic_write
 from d2lhelpers.finetune import WEIGHT_DECAY
 from d2lhelpers.machine import cpu_name, usable_cores
-from d2lhelpers.settings import PRECISION_ENV
 
 VERSIONED = ("torch", "torchvision", "d2l", "numpy", "pillow", "pandas", "scipy", "matplotlib")
 ENV_RECORDED = (

@@ -285,7 +285,7 @@ def run_ours(trial: Trial, device: torch.device) -> dict[str, Any]:
         batch_size=trial.batch_size,
         num_epochs=trial.epochs,
         head_multiplier=HEAD_MULTIPLIER,
-        run=Run(seed=trial.seed, device=device, live=False),
+        run=Run(seed=trial.seed, device=device),
     )
     sync(device)
     wall = time.perf_counter() - start
@@ -298,7 +298,7 @@ def run_ours(trial: Trial, device: torch.device) -> dict[str, Any]:
         **test_iter.passes("eval"),
         "train_loss": last.train_loss if last else None,
         "train_acc": last.train_acc if last else None,
-        "test_acc": last.test_acc if last else None,
+        "test_acc": last.held_out_acc if last else None,
         "status": history.status_text(),
         "precision": history.precision,
         "init_digest": digest,
@@ -369,7 +369,7 @@ def run_frozen_full(trial: Trial, device: torch.device) -> dict[str, Any]:
             net, train_iter, test_iter, optimizer, setting.num_epochs,
             device=device, precision=precision, progress=False,
         )  # fmt: skip
-        accs.append(history.final.test_acc if history.final else None)
+        accs.append(history.final.held_out_acc if history.final else None)
     sync(device)
     wall = time.perf_counter() - start
     return {"wall_seconds": wall, "rss_ready_mib": rss_ready, "test_accs": accs}

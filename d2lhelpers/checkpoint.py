@@ -26,8 +26,10 @@ import torch
 import torchvision
 from torch import nn
 from torchvision.models import resnet18
+from torchvision.ops import FrozenBatchNorm2d
 
 from . import __version__
+from .checks import one_line
 from .data import Recipe
 from .fileutil import atomic_write, display_path
 
@@ -88,6 +90,16 @@ def _key_problems(state: dict[str, Any], num_classes: int) -> list[str]:
     return problems
 
 
+def _plain_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    """``net``'s state on the CPU, with the batch count a BatchNorm2d has and a frozen one
+    lacks."""
+    state = {key: value.detach().cpu().clone() for key, value in net.state_dict().items()}
+    for name, module in net.named_modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            state.setdefault(f"{name}.num_batches_tracked", torch.tensor(0))
+    return state
+
+
 def _versions() -> dict[str, str]:
     return {
         "torch": str(torch.__version__),
@@ -119,12 +131,13 @@ def save_model(
     """Save the ResNet-18 ``net`` with its metadata to ``path`` atomically (its folder is
     created if missing); return the path.
 
-    ``extra`` (plain data only) is kept in ``metadata["extra"]``. Raises ValueError, before
-    writing, when ``net`` is not a ResNet-18 with ``len(classes)`` outputs or a value is not
-    plain data.
+    ``extra`` (plain data only) is kept in ``metadata["extra"]``. A net whose BatchNorm layers
+    were frozen (:func:`~d2lhelpers.models.freeze_batchnorm`) is saved as the plain ResNet-18
+    that computes the same in eval mode. Raises ValueError, before writing, when ``net`` is not
+    a ResNet-18 with ``len(classes)`` outputs or a value is not plain data.
     """
     classes = [str(name) for name in classes]
-    state = {key: value.detach().cpu().clone() for key, value in net.state_dict().items()}
+    state = _plain_state(net)
     problems = _key_problems(state, len(classes))
     if problems:
         raise ValueError(
@@ -166,7 +179,7 @@ def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises many types (UnpicklingError, RuntimeError, ...)
-        reason = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        reason = one_line(err)[:300]
         raise CheckpointError(
             f"{display_path(path)} is not a checkpoint that torch.load(weights_only=True) can "
             f"read ({reason})."

@@ -3,7 +3,8 @@
 Every check returns the value (as an ``int`` or ``float``) so that a caller can write
 ``batch_size = positive_int("batch_size", batch_size)`` at the top of a function, before any
 work. Booleans are refused where a number is expected (``True`` is not a batch size), and
-NaN and infinities are refused where a finite number is expected.
+NaN and infinities are refused where a finite number is expected. :func:`one_line` puts an
+exception on one line for the messages that report it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 
 __all__ = [
     "finite_range",
+    "int_at_least",
     "non_negative_finite",
     "non_negative_int",
+    "one_line",
     "positive_finite",
     "positive_int",
 ]
@@ -42,17 +45,22 @@ def _finite(name: str, value: Any) -> float:
     return number
 
 
-def positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int of at least ``minimum`` (1 unless told), else ValueError."""
+def int_at_least(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int of at least ``minimum``, else ValueError."""
     number = _integer(name, value)
     if number < minimum:
         raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}.")
     return number
 
 
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as an int >= 1, else ValueError."""
+    return int_at_least(name, value, 1)
+
+
 def non_negative_int(name: str, value: Any) -> int:
     """``value`` as an int >= 0, else ValueError."""
-    return positive_int(name, value, minimum=0)
+    return int_at_least(name, value, 0)
 
 
 def positive_finite(name: str, value: Any) -> float:
@@ -81,3 +89,12 @@ def finite_range(name: str, value: Any, low: float = 0.0) -> tuple[float, float]
     if not low < a <= b:
         raise ValueError(f"{name} must satisfy {low:g} < low <= high, got {value!r}.")
     return a, b
+
+
+def one_line(err: BaseException, with_type: bool = True) -> str:
+    """``err`` on one line (its whitespace collapsed): ``Type: message``, or the message alone
+    without ``with_type``; the type's name when there is no message."""
+    message = " ".join(str(err).split())
+    if not message:
+        return type(err).__name__
+    return f"{type(err).__name__}: {message}" if with_type else message

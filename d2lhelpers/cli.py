@@ -22,31 +22,24 @@ command ``d2lhelpers-train`` (under torchrun: ``torchrun --no-python ... d2lhelp
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
 from torch.distributed.elastic.multiprocessing.errors import record
 from torchvision.models import resnet18
 
 from .chapter import chapter_settings
-from .data import HotdogData, Recipe, hotdog_data
+from .checkpoint import save_model
 from .distributed import DEFAULT_TIMEOUT_S, Parallel, start, stop, under_torchrun
-from .fileutil import atomic_write
 from .finetune import train_fine_tuning
-from .models import freeze_batchnorm, imagenet_resnet18, make_target_model
-from .run import Run
-from .settings import PRECISION_ENV
-from .standin import standin_resnet18
+from .models import freeze_batchnorm, make_target_model
+from .run import Run, print_epoch
 from .train import History, default_device
-from .workspace import prepare
+from .workspace import Workspace, folder_workspace, prepare
 
 DESCRIPTION = """\
 Fine-tune ResNet-18 on the hot dog data with the chapter's recipe (train_fine_tuning), or train
@@ -70,7 +63,7 @@ at once, and those of other machines stop at their next collective operation, af
 seconds at the latest. Exit status: 0 when training ended normally, 1 when it diverged, was
 stopped or failed, 130 when interrupted."""
 
-FAIL_MODES = ("exit", "raise", "hang")
+SCRATCH_SOURCE = "none (trained from scratch)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="PATH",
-        help="save the trained model's state_dict here (torch.save)",
+        help="save the trained model here with its classes and image recipe "
+        "(d2lhelpers.checkpoint.save_model; load it with load_model)",
     )
     out.add_argument(
         "--history-json",
@@ -195,71 +189,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the History (per-epoch loss and accuracies, settings) as JSON",
     )
     out.add_argument("--label", default=None, help="the run's label in the History")
-    out.add_argument("--quiet", action="store_true", help="no progress bar or result lines")
-    # For the tests only: every rank saves PATH.rank<k>; a rank fails after some batches.
-    hidden = argparse.SUPPRESS
-    parser.add_argument("--test-save-every-rank", action="store_true", help=hidden)
-    parser.add_argument("--test-fail-rank", type=int, default=None, help=hidden)
-    parser.add_argument("--test-fail-after", type=int, default=1, help=hidden)
-    parser.add_argument("--test-fail-mode", choices=FAIL_MODES, default="exit", help=hidden)
+    out.add_argument(
+        "--quiet", action="store_true", help="no progress bar, epoch lines or result lines"
+    )
     return parser
 
 
-def load_data(args: argparse.Namespace, progress: bool) -> tuple[str, HotdogData, nn.Module]:
-    """The data kind ("real" or "standin"), the images and the source model that ``args``
-    name."""
+def load_data(args: argparse.Namespace, progress: bool) -> Workspace:
+    """The hot dog images and the source model that ``args`` name."""
     if args.images is None:
         if args.source_checkpoint is not None:
             raise SystemExit("--source-checkpoint needs --images (the folder it goes with).")
-        workspace = prepare(args.data, args.data_dir, progress=progress)
-        return workspace.kind, workspace.data(), workspace.source_model()
-    if args.source_checkpoint is None:
-        recipe = Recipe(224)
-        return "real", hotdog_data(args.images, recipe), imagenet_resnet18(progress=progress)
-    checkpoint = torch.load(args.source_checkpoint, map_location="cpu", weights_only=True)
-    recipe = Recipe(checkpoint["settings"]["image_size"])
-    return "standin", hotdog_data(args.images, recipe), standin_resnet18(checkpoint)
+        return prepare(args.data, args.data_dir, progress=progress)
+    return folder_workspace(args.images, args.source_checkpoint)
 
 
-def _fail_hook(args: argparse.Namespace, rank: int):
-    """For the tests: a callback after every batch that makes this rank fail as asked."""
-    if args.test_fail_rank != rank:
-        return None
-    done = 0
-
-    def on_batch(_: int) -> None:
-        nonlocal done
-        done += 1
-        if done < args.test_fail_after:
-            return
-        print(f"rank {rank}: failing after {done} batches, as the test asked", file=sys.stderr)
-        sys.stderr.flush()
-        if args.test_fail_mode == "exit":
-            os._exit(3)
-        if args.test_fail_mode == "hang":
-            time.sleep(3600)
-        raise RuntimeError(f"rank {rank} fails after {done} batches, as the test asked")
-
-    return on_batch
-
-
-def _save_state(net: nn.Module, path: Path) -> None:
-    state = {key: value.detach().cpu() for key, value in net.state_dict().items()}
-    atomic_write(path, lambda f: torch.save(state, f))
-
-
-def _write_history(history: History, path: Path) -> None:
-    text = json.dumps(history.to_dict(), indent=1).encode()
-    atomic_write(path, lambda f: f.write(text))
-
-
-def _train(args: argparse.Namespace, parallel: Parallel | None) -> History:
-    rank = parallel.rank if parallel else 0
-    main = rank == 0
-    kind, data, source = load_data(args, progress=main and not args.quiet)
-    settings = chapter_settings(kind)
+def train(args: argparse.Namespace, parallel: Parallel | None) -> History:
+    """Train as ``args`` say (on this process's share under torchrun); rank 0 saves the model
+    and the History where ``--save`` and ``--history-json`` say."""
+    main = parallel is None or parallel.is_main
+    workspace = load_data(args, progress=main and not args.quiet)
+    settings = chapter_settings(workspace.kind)
+    data = workspace.data()
     torch.manual_seed(args.seed)  # the new output layer (or the whole scratch model)
-    net = resnet18(num_classes=2) if args.scratch else make_target_model(source, num_classes=2)
+    if args.scratch:
+        net = resnet18(num_classes=2)
+    else:
+        net = make_target_model(workspace.source_model(), num_classes=2)
     if args.batchnorm == "frozen":
         freeze_batchnorm(net)
     lr = settings["scratch_lr" if args.scratch else "finetune_lr"] if args.lr is None else args.lr
@@ -268,9 +224,9 @@ def _train(args: argparse.Namespace, parallel: Parallel | None) -> History:
         seed=args.seed,
         augment=not args.no_augment,
         device=device or default_device(),
+        precision=args.precision,
         label=args.label or ("from scratch" if args.scratch else "fine-tuning"),
-        live=not args.quiet,
-        on_batch=_fail_hook(args, rank),
+        live=None if args.quiet else print_epoch,
         parallel=parallel,
     )
     history = train_fine_tuning(
@@ -284,15 +240,23 @@ def _train(args: argparse.Namespace, parallel: Parallel | None) -> History:
         run=run,
     )
     history.hparams.update(
-        data=kind,
+        data=workspace.kind,
         image_size=data.recipe.size,
         batchnorm=args.batchnorm,
         processes=parallel.processes if parallel else 1,
     )
-    if args.save is not None and (main or args.test_save_every_rank):
-        _save_state(net, args.save if main else args.save.with_name(f"{args.save.name}.rank{rank}"))
+    if main and args.save is not None:
+        save_model(
+            net,
+            args.save,
+            classes=data.train.classes,
+            recipe=data.recipe,
+            source_model=SCRATCH_SOURCE if args.scratch else workspace.source_name,
+            test_acc=history.final.held_out_acc if history.final else None,
+            extra={"hparams": history.hparams, "status": history.status_text()},
+        )
     if main and args.history_json is not None:
-        _write_history(history, args.history_json)
+        history.save(args.history_json)
     return history
 
 
@@ -310,8 +274,6 @@ def _from_collective(err: BaseException) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.precision is not None:
-        os.environ[PRECISION_ENV] = args.precision
     parallel = None
     if under_torchrun():
         device = None if args.device == "auto" else args.device
@@ -320,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.batchnorm == "sync":
         raise SystemExit("--batchnorm sync needs several processes: run under torchrun.")
     try:
-        history = _train(args, parallel)
+        history = train(args, parallel)
     except RuntimeError as err:
         if parallel is None or not _from_collective(err):
             raise

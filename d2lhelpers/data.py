@@ -5,8 +5,9 @@ The fast data path works in three stages, each a small piece:
 1. :func:`decode_folder` reads an ImageFolder layout (``split/<class>/<image>``) once, decodes
    every image to RGB, resizes it to a square ``stored_size`` and keeps the result as one uint8
    array ``(N, 3, S, S)``, with each photo's width and height. The array is cached on disk
-   (``.npy``), so a second notebook or a second run does not decode again; it is held in memory
-   up to ``ram_budget`` bytes and memory-mapped above that.
+   (its raw pixel rows in a ``.u8`` file, beside a ``.json`` of labels, paths and sizes), so a
+   second notebook or a second run does not decode again; it is held in memory up to
+   ``ram_budget`` bytes and memory-mapped above that.
 2. :class:`Recipe` holds the chapter's augmentation settings in one place.
 3. :class:`BatchLoader` draws batches and augments them *as a batch* on the training device:
    random resized crop (one ``roi_align`` call for the whole batch), horizontal flip and
@@ -44,7 +45,8 @@ from torchvision.ops import roi_align
 from torchvision.transforms.functional import resize
 from tqdm.auto import tqdm
 
-from .checks import finite_range, non_negative_int, positive_finite, positive_int
+from .checks import finite_range, int_at_least, non_negative_int, positive_finite, positive_int
+from .environment import cache_dir_setting
 from .fileutil import (
     atomic_write,
     data_dir,
@@ -55,7 +57,6 @@ from .fileutil import (
 )
 from .images import BadImageError, list_class_folder, load_rgb
 from .machine import usable_cores
-from .settings import cache_dir_setting
 
 HOTDOG_CLASSES = ("hotdog", "not-hotdog")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -77,7 +78,7 @@ class Recipe:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
-        positive_int("Recipe.size", self.size, minimum=8)
+        int_at_least("Recipe.size", self.size, 8)
         if finite_range("Recipe.scale", self.scale)[1] > 1:
             raise ValueError(f"Recipe.scale must lie within (0, 1], got {self.scale!r}.")
         finite_range("Recipe.ratio", self.ratio)
@@ -403,7 +404,7 @@ class BatchLoader:
         channels_last: bool = True,
     ) -> None:
         try:
-            batch_size = positive_int("batch_size", batch_size, minimum=2 if train else 1)
+            batch_size = int_at_least("batch_size", batch_size, 2 if train else 1)
         except ValueError as err:
             reason = " for training (BatchNorm needs two examples per batch)" if train else ""
             raise ValueError(f"{err}".rstrip(".") + reason + ".") from None
@@ -577,7 +578,7 @@ class HotdogData:
         """Training batches (reshuffled from ``seed``; random crops and flips, or with
         ``augment=False`` the test transform) and held-out batches (centre crops, in batches
         twice as large), both prepared on ``device``."""
-        batch_size = positive_int("batch_size", batch_size, minimum=2)
+        batch_size = int_at_least("batch_size", batch_size, 2)
         train = self.train if augment else self.train.resized(self.recipe.resize_side)
         return (
             BatchLoader(train, batch_size, self.recipe, train=True, augment=augment,

@@ -72,7 +72,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .checks import positive_finite, positive_int
+from .checks import non_negative_int, positive_finite, positive_int
 from .data import BatchLoader, batches_per_epoch, epoch_batches
 from .precision import Precision
 from .train import evaluate
@@ -106,7 +106,7 @@ def share_sizes(n: int, processes: int, most: int) -> list[int]:
     example too, when ``most`` allows three) and the others none: BatchNorm cannot normalise a
     lone example where a feature map is 1 x 1 (ResNet-18's last block at 32 px inputs).
     """
-    n, processes = positive_int("n", n, minimum=0), positive_int("processes", processes)
+    n, processes = non_negative_int("n", n), positive_int("processes", processes)
     base, extra = divmod(n, processes)
     if base >= 2 or n < 2:
         sizes = [base + (rank < extra) for rank in range(processes)]
@@ -180,7 +180,7 @@ class Parallel:
         return self.rank == 0
 
     def shard(
-        self, net: nn.Module, train_iter: BatchLoader, test_iter: BatchLoader
+        self, net: nn.Module, train_iter: BatchLoader, held_out_iter: BatchLoader
     ) -> tuple[DistributedDataParallel, ShardedBatches, HeldOutShare]:
         """``net`` wrapped in DDP (it shares ``net``'s parameters, so an optimizer built on
         ``net`` steps the wrapped model), and this process's shares of one device's loaders.
@@ -202,8 +202,9 @@ class Parallel:
             device=train_iter.device, seed=seed, channels_last=train_iter.channels_last,
         )  # fmt: skip
         held_out = BatchLoader(
-            test_iter.images, max(1, test_iter.batch_size // self.processes), test_iter.recipe,
-            train=False, device=test_iter.device, channels_last=test_iter.channels_last,
+            held_out_iter.images, max(1, held_out_iter.batch_size // self.processes),
+            held_out_iter.recipe,
+            train=False, device=held_out_iter.device, channels_last=held_out_iter.channels_last,
         )  # fmt: skip
         if self.sync_batchnorm:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)  # keeps the same parameters

@@ -35,8 +35,8 @@ from typing import BinaryIO
 from tqdm.auto import tqdm
 
 from .checks import non_negative_finite, non_negative_int, positive_finite
+from .environment import DATA_SOURCE_ENV
 from .fileutil import atomic_write, exclusive, move_into_place, remove_leftovers
-from .settings import DATA_SOURCE_ENV
 
 __all__ = [
     "ChecksumError",

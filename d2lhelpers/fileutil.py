@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .settings import DATA_DIR_ENV, data_dir_setting
+from .environment import DATA_DIR_ENV, data_dir_setting
 
 try:
     import fcntl

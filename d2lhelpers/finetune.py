@@ -29,7 +29,7 @@ def train_fine_tuning(net: nn.Module, data: HotdogData, learning_rate: float,
     With ``param_group`` the output layer learns at ``learning_rate * head_multiplier`` and
     every other layer at ``learning_rate``; else all at ``learning_rate``.
     """
-    train_iter, test_iter = run.loaders(data, batch_size)
+    train_iter, held_out_iter = run.loaders(data, batch_size)
     if param_group:
         params_1x = [param for name, param in net.named_parameters()
                      if not name.startswith("fc.")]
@@ -41,4 +41,5 @@ def train_fine_tuning(net: nn.Module, data: HotdogData, learning_rate: float,
     optimizer = torch.optim.SGD(params, lr=learning_rate,
                                 weight_decay=WEIGHT_DECAY / batch_size)
     loss = nn.CrossEntropyLoss()
-    return run.fit(net, train_iter, test_iter, loss, optimizer, num_epochs)
+    return run.fit(net, train_iter, held_out_iter, loss, optimizer,
+                   num_epochs)

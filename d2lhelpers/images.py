@@ -28,7 +28,7 @@ from .fileutil import display_path
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 MAX_JPEG_PIXELS = 1_000_000_000  # a JPEG decoded at reduced size may have this many pixels
-_JPEG_MAGIC = b"\xff\xd8\xff"
+JPEG_MAGIC = b"\xff\xd8\xff"  # the first bytes of every JPEG file
 
 
 class BadImageError(ValueError):
@@ -87,15 +87,19 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
+def is_jpeg(path: Path) -> bool:
+    """Whether the file at ``path`` starts as a JPEG does (whatever its suffix)."""
+    with open(path, "rb") as f:
+        return f.read(len(JPEG_MAGIC)) == JPEG_MAGIC
+
+
 def _open(path: Path, size: int | None) -> Image.Image:
     """Open ``path``; a JPEG opened for ``size`` is set to decode at reduced size (draft).
 
     Such a JPEG is opened by its plugin directly, past ``Image.open``'s decompression-bomb
     check on the full size, and checked against :data:`MAX_JPEG_PIXELS` instead.
     """
-    with open(path, "rb") as f:
-        is_jpeg = f.read(len(_JPEG_MAGIC)) == _JPEG_MAGIC
-    if size is None or not is_jpeg:
+    if size is None or not is_jpeg(path):
         return Image.open(path)
     img = JpegImagePlugin.JpegImageFile(path)
     width, height = img.size

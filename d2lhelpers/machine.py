@@ -2,7 +2,8 @@
 
 A time printed on a page or in a report means little without the machine it was measured on
 (CPUs of the same kind differ by 3-5x in training speed; see the README), so every timing the
-package reports carries :func:`describe`'s line with it.
+package reports carries :func:`describe`'s line with it. This module also reads
+/proc/cpuinfo for the rest of the package (the CPU's flags choose its precision).
 """
 
 from __future__ import annotations
@@ -14,14 +15,29 @@ from pathlib import Path
 import torch
 
 
+def cpuinfo_field(name: str) -> str | None:
+    """The first processor's ``name`` entry in /proc/cpuinfo (Linux); None where there is
+    none."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return None
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
 def cpu_name() -> str:
     """The processor's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return (
+        cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    )
+
+
+def cpu_flags() -> set[str]:
+    """The first processor's feature flags (Linux: /proc/cpuinfo); empty elsewhere."""
+    return set((cpuinfo_field("flags") or "").split())
 
 
 def usable_cores() -> int:

@@ -1,4 +1,4 @@
-"""Model surgery for fine-tuning: find and replace the output layer, parameter groups, freezing.
+"""Model surgery for fine-tuning: find and replace the output layer, freezing, class-row copy.
 
 Works on torchvision classifiers: ResNet (``fc``), MobileNetV3 / EfficientNet / ConvNeXt
 (the last ``Linear`` of ``classifier``) and ViT (``heads.head``).
@@ -18,8 +18,8 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 from torchvision.ops import FrozenBatchNorm2d
 
-from .checks import non_negative_int, positive_int
-from .settings import DATA_SOURCE_ENV
+from .checks import int_at_least, non_negative_int
+from .environment import DATA_SOURCE_ENV
 
 HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
 IMAGENET_HOTDOG_CLASS = 934  # ImageNet-1k: "hotdog, hot dog, red hot"
@@ -82,7 +82,6 @@ class HeadLocation:
 
     parent: nn.Module
     name: str
-    path: str
 
     @property
     def layer(self) -> nn.Linear:
@@ -94,11 +93,11 @@ def find_head(net: nn.Module) -> HeadLocation:
     for attr in HEAD_ATTRIBUTES:
         module = getattr(net, attr, None)
         if isinstance(module, nn.Linear):
-            return HeadLocation(net, attr, attr)
+            return HeadLocation(net, attr)
         if isinstance(module, nn.Sequential) and len(module) > 0:
             name, last = list(module.named_children())[-1]
             if isinstance(last, nn.Linear):
-                return HeadLocation(module, name, f"{attr}.{name}")
+                return HeadLocation(module, name)
     raise ValueError(
         f"Cannot find the output layer of {type(net).__name__}: expected a Linear layer at one "
         f"of the attributes {', '.join(HEAD_ATTRIBUTES)} (or as the last layer of a Sequential "
@@ -112,7 +111,7 @@ def make_target_model(source: nn.Module, num_classes: int) -> nn.Module:
     Every other parameter and buffer of the copy equals the source model's; the source model
     itself is not modified.
     """
-    num_classes = positive_int("num_classes", num_classes, minimum=2)
+    num_classes = int_at_least("num_classes", num_classes, 2)
     target = copy.deepcopy(source)
     head = find_head(target)
     old = head.layer

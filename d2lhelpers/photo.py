@@ -1,5 +1,4 @@
-# ruff: noqa: RUF001  (Chinese text uses full-width punctuation on purpose)
-"""Classify the learner's own photo: from bytes, a file or an http(s) URL, or in a panel.
+"""Classify the learner's own photo: from bytes, a file or an http(s) URL.
 
 :func:`load_photo` turns any of those into an upright RGB image, decoding as
 :func:`d2lhelpers.images.load_rgb` decodes the data set (EXIF rotation, CMYK, 16-bit, palette
@@ -7,14 +6,13 @@ and transparency; a JPEG asked for a ``size`` is decoded at reduced scale, so a 
 phone photo costs little). Anything that goes wrong is a :class:`PhotoError` that names the
 input and says what to do. :func:`classify_photo` applies the test transform exactly as the
 test loader does (squash to ``recipe.resize_side`` as the decoded cache does, then the
-loader's centre crop and normalisation). :class:`PhotoPanel` puts both behind an upload
-button and an address field; :meth:`PhotoPanel.show` classifies an example up front, so the
-built book (saved widget state, no kernel) shows a result.
+loader's centre crop and normalisation). The book's panel
+(:class:`d2lhelpers.book.photo_panel.PhotoPanel`) puts both behind an upload button and an
+address field.
 """
 
 from __future__ import annotations
 
-import html
 import http.client
 import os
 import tempfile
@@ -22,11 +20,9 @@ import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Sequence
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-import ipywidgets as widgets
 import torch
 from PIL import Image
 from torch import nn
@@ -34,15 +30,13 @@ from torch import nn
 from .checks import positive_finite, positive_int
 from .data import DecodedImages, Recipe, square_pixels
 from .fileutil import display_path
-from .images import BadImageError, load_rgb
-from .predict import class_label, logits_of
+from .images import BadImageError, is_jpeg, load_rgb
+from .predict import logits_of
 
 Source = bytes | bytearray | memoryview | str | os.PathLike
 MAX_PHOTO_PIXELS = 50_000_000  # a photo decoded at full size may have this many pixels
 MAX_DOWNLOAD_BYTES = 20 << 20  # 20 MiB
 URL_TIMEOUT = 15.0  # seconds
-DISPLAY_SIDE = 320  # the longer side of the photo shown in the panel, in pixels
-JPEG_MAGIC = b"\xff\xd8\xff"
 NOT_IMAGE_TYPES = ("text/", "application/json", "application/xml", "application/xhtml")
 
 
@@ -167,9 +161,8 @@ def _check_pixels(path: Path, label: str, size: int | None, max_pixels: int) -> 
 
     A JPEG with ``size`` is left to ``load_rgb``, which decodes it at reduced scale.
     """
-    with open(path, "rb") as f:
-        if size is not None and f.read(len(JPEG_MAGIC)) == JPEG_MAGIC:
-            return
+    if size is not None and is_jpeg(path):
+        return
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -222,118 +215,3 @@ def classify_photo(
     probs = logits.softmax(1)[0]
     best = int(probs.argmax())
     return classes[best], probs[best].item(), probs
-
-
-def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
-    """A ``FileUpload.value`` as ``[(name, content bytes)]``, for ipywidgets 7 (a dict of name
-    -> {"metadata", "content"}) and 8 (a tuple of dicts with "name" and "content")."""
-    if isinstance(value, dict):
-        return [(str(name), bytes(entry["content"])) for name, entry in value.items()]
-    if isinstance(value, (tuple, list)):
-        return [(str(entry["name"]), bytes(entry["content"])) for entry in value]
-    raise TypeError(f"Not a FileUpload value: {type(value).__name__}.")
-
-
-def display_jpeg(image: Image.Image, side: int = DISPLAY_SIDE) -> bytes:
-    """``image`` scaled down to at most ``side`` pixels on its longer side, as JPEG bytes."""
-    small = image.copy()
-    small.thumbnail((side, side), Image.Resampling.BICUBIC)
-    buffer = BytesIO()
-    small.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
-
-
-class PhotoPanel:
-    """Upload a photo, or type its path or URL and click 识别: the panel shows the photo and
-    the model's prediction. Errors appear as a short message, never as a traceback.
-
-    ``widget`` is what a notebook shows (displaying the panel shows it). Only widgets and
-    traits that ipywidgets 7.7.1 and 8.x both have are used.
-    """
-
-    def __init__(
-        self,
-        net: nn.Module,
-        recipe: Recipe,
-        classes: Sequence[str],
-        device: torch.device | str | None = None,
-        display_side: int = DISPLAY_SIDE,
-    ) -> None:
-        self.net, self.recipe, self.classes, self.device = net, recipe, tuple(classes), device
-        self.display_side = positive_int("display_side", display_side)
-        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="上传照片")
-        self.address = widgets.Text(
-            value="", placeholder="图片文件的路径，或 http(s) 网址", description="路径或网址",
-            style={"description_width": "initial"}, layout=widgets.Layout(width="28em"),
-        )  # fmt: skip
-        self.button = widgets.Button(description="识别", button_style="primary")
-        self.image = widgets.Image(value=b"", format="jpeg", layout=widgets.Layout(display="none"))
-        self.result = widgets.HTML(value="")
-        self.upload.observe(self._on_upload, names="value")
-        self.button.on_click(self._on_click)
-        row = widgets.Layout(flex_flow="row wrap", align_items="center")
-        self.widget = widgets.VBox(
-            [
-                widgets.HBox([self.upload, self.address, self.button], layout=row),
-                self.image,
-                self.result,
-            ]
-        )
-
-    def _ipython_display_(self, **kwargs) -> None:
-        from IPython.display import display
-
-        display(self.widget)
-
-    def show(self, source: Source, name: str | None = None) -> PhotoPanel:
-        """Classify ``source`` now and show it (the built book keeps it); returns the panel."""
-        self.classify(source, name)
-        return self
-
-    def classify(self, source: Source, name: str | None = None) -> bool:
-        """Show ``source`` and its prediction, or an error message; True when it worked."""
-        try:
-            image = load_photo(source, size=self.recipe.resize_side, name=name)
-            label, probability, _ = classify_photo(
-                self.net, image, self.recipe, self.classes, self.device
-            )
-        except PhotoError as err:
-            self._show_error("无法读取这张照片。", err)
-            return False
-        except Exception as err:
-            self._show_error("识别时出错。", err)
-            return False
-        self._show_image(display_jpeg(image, self.display_side))
-        self._show_text(f"预测：<b>{class_label(label)}</b>（概率 {probability:.1%}）")
-        return True
-
-    def _on_click(self, _button: widgets.Button | None = None) -> None:
-        text = self.address.value.strip()
-        if not text:
-            self._show_error("请先输入图片的路径或网址。", None)
-            return
-        self.classify(text)
-
-    def _on_upload(self, change: dict) -> None:
-        try:
-            files = uploaded_files(change["new"])
-        except (TypeError, KeyError) as err:
-            self._show_error("无法读取上传的文件。", err)
-            return
-        if files:
-            name, content = files[-1]
-            self.classify(content, name)
-
-    def _show_image(self, jpeg: bytes) -> None:
-        self.image.value = jpeg
-        self.image.layout.display = None if jpeg else "none"
-
-    def _show_text(self, markup: str, error: bool = False) -> None:
-        color = "#c62828" if error else "inherit"
-        self.result.value = f'<span style="color:{color}">{markup}</span>'
-
-    def _show_error(self, text: str, err: BaseException | None) -> None:
-        self._show_image(b"")
-        reason = "" if err is None else " ".join(f"{type(err).__name__}: {err}".split())
-        detail = f"<br><small>{html.escape(reason, quote=False)}</small>" if reason else ""
-        self._show_text(html.escape(text, quote=False) + detail, error=True)

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from .settings import PRECISION_ENV, precision_setting
+from .environment import PRECISION_ENV, precision_setting
+from .machine import cpu_flags
 
 BF16_CAPABILITY = (8, 0)
 """The first CUDA compute capability with bfloat16 tensor cores (and cuDNN bf16 convolutions)."""
@@ -35,16 +35,8 @@ FP16_CAPABILITY = (7, 0)
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when /proc/cpuinfo lists AVX512-BF16 or AMX-BF16 (Linux only)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return False
-    flags = set()
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    """True when the CPU's flags list AVX512-BF16 or AMX-BF16 (Linux only)."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 @dataclass

@@ -3,7 +3,8 @@
 The recipe (:func:`d2lhelpers.finetune.train_fine_tuning`) decides what is learnt: the parameter
 groups, the optimizer, the loss. A ``Run`` decides the rest: the seed of the batches' order and
 augmentation, the device and memory layout, data-parallel processes, and what the learner sees
-while it trains (live curves, a progress bar, a Stop button).
+while it trains: a live view (the book's curves, :class:`d2lhelpers.book.plot.LivePlot`, or
+:func:`print_epoch` in a shell), a progress bar, a Stop button.
 """
 
 from __future__ import annotations
@@ -14,11 +15,23 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .data import BatchLoader, HotdogData
 from .distributed import Parallel
-from .plot import LivePlot
+from .precision import choose_precision
 from .train import History, Loss, default_device, evaluate, fit
+
+Live = Callable[[History], None]  # shown the History so far after every epoch
+
+
+def print_epoch(history: History) -> None:
+    """A live view for a shell: the last epoch of ``history`` on one line."""
+    last = history.epochs[-1]
+    tqdm.write(
+        f"epoch {last.epoch}: loss {last.train_loss:.3f}, train acc {last.train_acc:.3f}, "
+        f"held-out acc {last.held_out_acc:.3f}"
+    )
 
 
 @dataclass(frozen=True)
@@ -26,19 +39,24 @@ class Run:
     """How one training run is carried out.
 
     ``seed`` orders and augments the batches; ``augment=False`` trains on the test transform
-    (centre crops) instead of random crops and flips. ``device`` defaults to the best one here.
-    ``live`` draws the curves after each epoch, shows a progress bar and prints the result
-    lines. ``on_batch`` and ``should_stop`` go to :func:`~d2lhelpers.train.fit`. ``parallel``
-    (from :func:`d2lhelpers.distributed.start`, under ``torchrun``) trains on several processes
-    with the same steps as one device: each process takes its share of every batch on its
-    ``parallel.device``, and only rank 0 is live.
+    (centre crops) instead of random crops and flips. ``device`` defaults to the best one here;
+    ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) to ``$D2LHELPERS_PRECISION``, else
+    auto (see :func:`~d2lhelpers.precision.choose_precision`).
+    ``live``, when given, is called with the History after every epoch (the book's
+    ``LivePlot`` draws the curves); the run then also shows a progress bar and prints the
+    result lines. Without it the run is silent. ``on_batch`` and ``should_stop`` go to
+    :func:`~d2lhelpers.train.fit`. ``parallel`` (from :func:`d2lhelpers.distributed.start`,
+    under ``torchrun``) trains on several processes with the same steps as one device: each
+    process takes its share of every batch on its ``parallel.device``, and only rank 0 is
+    live.
     """
 
     seed: int = 0
     augment: bool = True
     device: torch.device | None = None
+    precision: str | None = None
     label: str = ""
-    live: bool = True
+    live: Live | None = None
     on_batch: Callable[[int], None] | None = None
     should_stop: Callable[[], bool] | None = None
     parallel: Parallel | None = None
@@ -59,7 +77,7 @@ class Run:
         self,
         net: nn.Module,
         train_iter: BatchLoader,
-        test_iter: BatchLoader,
+        held_out_iter: BatchLoader,
         loss: Loss,
         optimizer: torch.optim.Optimizer,
         num_epochs: int,
@@ -73,17 +91,17 @@ class Run:
         hparams = self.hparams(optimizer, train_iter, num_epochs)  # the whole batch's size
         evaluator, reduce, live = evaluate, None, self.live
         if self.parallel is not None:
-            net, train_iter, test_iter = self.parallel.shard(net, train_iter, test_iter)
+            net, train_iter, held_out_iter = self.parallel.shard(net, train_iter, held_out_iter)
             evaluator, reduce = self.parallel.evaluate, self.parallel.reduce
-            live = live and self.parallel.is_main
+            live = live if self.parallel.is_main else None
         history = fit(
-            net, train_iter, test_iter, optimizer, num_epochs, device=device, loss=loss,
-            evaluator=evaluator, reduce=reduce, label=self.label, progress=live,
-            hparams=hparams,
-            on_epoch=LivePlot(self.label) if live else None,
+            net, train_iter, held_out_iter, optimizer, num_epochs, device=device, loss=loss,
+            precision=choose_precision(device, self.precision),
+            evaluator=evaluator, reduce=reduce, label=self.label,
+            progress=live is not None, hparams=hparams, on_epoch=live,
             on_batch=self.on_batch, should_stop=self.should_stop,
         )  # fmt: skip
-        if live:
+        if live is not None:
             print(history.summary())
         return history
 

@@ -1,11 +1,14 @@
 """Repeats over seeds: the mean and range of one measurement, and whether two ranges overlap.
 
+The one place where a measurement over seeds is summed up: the pages' readings, the sweeps'
+tables and the figures' bands (:func:`per_epoch`) all use :class:`Spread`.
+
 A difference between two settings whose seed ranges overlap is within the seed-to-seed noise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -40,3 +43,14 @@ def spread(values: Iterable[float | None]) -> Spread | None:
     """The Spread of the values that are not None; None when there are none."""
     kept = tuple(float(v) for v in values if v is not None)
     return Spread(kept) if kept else None
+
+
+def per_epoch(curves: Iterable[Mapping[int, float | None]]) -> dict[int, Spread]:
+    """The Spread at each epoch of several seeds' curves (``{epoch: value}``), over the seeds
+    that have a value there; epochs in order."""
+    values: dict[int, list[float]] = {}
+    for curve in curves:
+        for epoch, value in curve.items():
+            if value is not None:
+                values.setdefault(epoch, []).append(float(value))
+    return {epoch: Spread(tuple(values[epoch])) for epoch in sorted(values)}

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checks import non_negative_int, positive_finite, positive_int
+from .checks import int_at_least, non_negative_int, positive_finite, positive_int
 from .data import HOTDOG_CLASSES, BatchLoader, batches_per_epoch, epoch_batches
 from .finetune import WEIGHT_DECAY, train_fine_tuning
 from .models import copy_class_row, find_head, freeze_body, make_target_model
@@ -134,7 +134,7 @@ class Sweeper:
         validation_fraction: float = 0.2,
         device: torch.device | None = None,
     ) -> None:
-        batch_size = positive_int("batch_size", batch_size, minimum=2)
+        batch_size = int_at_least("batch_size", batch_size, 2)
         self.workspace, self.batch_size = workspace, batch_size
         self.device = device or default_device()
         self.precision = choose_precision(self.device)
@@ -214,7 +214,6 @@ class Sweeper:
             seed=setting.seed,
             augment=setting.augment,
             device=self.device,
-            live=False,
             on_batch=_per_run(on_progress, setting.num_epochs, batches),
             should_stop=should_stop,
         )
@@ -314,7 +313,7 @@ def records_of(
     status = history.status_text()
     rows = [
         {**base, "epoch": e.epoch, "train_loss": e.train_loss, "train_acc": e.train_acc,
-         "val_acc": e.test_acc, "test_acc": None, "seconds": e.seconds, "status": status}
+         "val_acc": e.held_out_acc, "test_acc": None, "seconds": e.seconds, "status": status}
         for e in history.epochs
     ]  # fmt: skip
     if history.status in ("diverged", "stopped", "interrupted"):
@@ -369,8 +368,3 @@ def seed_summary(records: Sequence[dict], key: str = "val_acc") -> list[dict]:
             "statuses": [r["status"] for r in group],
         })  # fmt: skip
     return rows
-
-
-def within_noise(a: dict, b: dict) -> bool:
-    """Whether two :func:`seed_summary` rows' seed ranges overlap (a difference in noise)."""
-    return a["spread"] is not None and b["spread"] is not None and a["spread"].overlaps(b["spread"])

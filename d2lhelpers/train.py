@@ -3,7 +3,7 @@
 The loss is the *mean* cross-entropy over a batch (PyTorch's default). d2l's chapter sums the
 loss over the batch instead; its learning rates are therefore 128x smaller for a batch of 128,
 and its weight decay is 128x larger in relative terms
-(see :func:`~d2lhelpers.finetune.default_weight_decay`).
+(see :data:`~d2lhelpers.finetune.WEIGHT_DECAY`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checks import positive_int
+from .fileutil import atomic_write
 from .precision import Precision, choose_precision
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -40,12 +41,13 @@ def default_device() -> torch.device:
 
 @dataclass
 class EpochStats:
-    """What one epoch measured."""
+    """What one epoch measured; ``held_out_acc`` is the accuracy on the held-out images that
+    ``fit`` evaluates on (the test set in the chapter, a validation split in sweeps)."""
 
     epoch: int
     train_loss: float
     train_acc: float
-    test_acc: float
+    held_out_acc: float
     examples_per_sec: float
     seconds: float
 
@@ -85,7 +87,7 @@ class History:
             return "\n".join(lines)
         lines.append(
             f"loss {last.train_loss:.3f}, train acc {last.train_acc:.3f}, "
-            f"test acc {last.test_acc:.3f}"
+            f"held-out acc {last.held_out_acc:.3f}"
         )
         speed = sum(e.examples_per_sec for e in self.epochs) / len(self.epochs)
         lines.append(f"{speed:.1f} examples/sec on {self.device} ({self.precision})")
@@ -94,8 +96,23 @@ class History:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> History:
+        """The History that :meth:`to_dict` gave ``data``; an epoch's ``test_acc`` (the name
+        before ``held_out_acc``, as the shipped stand-in source model stores it) is read as
+        ``held_out_acc``."""
+        epochs = [
+            EpochStats(**{"held_out_acc" if k == "test_acc" else k: v for k, v in e.items()})
+            for e in data["epochs"]
+        ]
+        where = data.get("diverged_at")
+        return cls(**{**data, "epochs": epochs, "diverged_at": where and tuple(where)})
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        """Write :meth:`to_dict` as JSON to ``path`` atomically (a crash leaves the old file or
+        none)."""
+        text = json.dumps(self.to_dict(), indent=1).encode()
+        atomic_write(Path(path), lambda f: f.write(text))
 
 
 # A batch whose mean loss exceeds this many times the loss of guessing (ln of the number of
@@ -214,7 +231,7 @@ def _weights_finite(net: nn.Module) -> bool:
 def fit(
     net: nn.Module,
     train_iter: Batches,
-    test_iter: Batches,
+    held_out_iter: Batches,
     optimizer: torch.optim.Optimizer,
     num_epochs: int,
     *,
@@ -231,14 +248,14 @@ def fit(
     evaluator: Evaluator = evaluate,
     reduce: Reduce | None = None,
 ) -> History:
-    """Train for ``num_epochs`` and evaluate after each epoch.
+    """Train for ``num_epochs`` and evaluate on ``held_out_iter`` after each epoch.
 
     ``net`` and the batches must already be on ``device``. A non-finite or exploded loss (see
     :func:`train_one_epoch`) stops training and marks the History "diverged"; ``should_stop``
     answering True marks it "stopped", Ctrl-C "interrupted". Either way the epochs completed so
     far are returned, never a NaN. ``loss``, ``scheduler``, ``on_batch`` and ``should_stop`` go
-    to :func:`train_one_epoch`; ``evaluator(net, test_iter, precision)`` measures the test
-    accuracy (:func:`evaluate` by default). ``reduce`` goes to :func:`train_one_epoch` for
+    to :func:`train_one_epoch`; ``evaluator(net, held_out_iter, precision)`` measures the
+    held-out accuracy (:func:`evaluate` by default). ``reduce`` goes to :func:`train_one_epoch` for
     data-parallel training (:mod:`d2lhelpers.distributed`); ``should_stop`` must then answer the
     same on every process.
     """
@@ -266,9 +283,9 @@ def fit(
             if not _weights_finite(net):  # the last update blew the weights up
                 history.status, history.diverged_at = "diverged", (epoch, len(train_iter))
                 break
-            test_acc = evaluator(net, test_iter, precision)
+            held_out_acc = evaluator(net, held_out_iter, precision)
             history.epochs.append(
-                EpochStats(epoch, mean_loss, train_acc, test_acc, count / seconds, seconds)
+                EpochStats(epoch, mean_loss, train_acc, held_out_acc, count / seconds, seconds)
             )
             if on_epoch is not None:
                 on_epoch(history)

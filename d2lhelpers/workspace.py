@@ -28,6 +28,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .data import HotdogData, Recipe, hotdog_data
@@ -38,6 +39,7 @@ from .download import (
     extraction_problem,
     sha1_of,
 )
+from .environment import DATA_SOURCE_ENV, HOTDOG_URL_ENV, data_source_setting, hotdog_mirrors
 from .fileutil import data_dir
 from .models import (
     IMAGENET_HOTDOG_CLASS,
@@ -45,7 +47,6 @@ from .models import (
     imagenet_resnet18,
     imagenet_weights_path,
 )
-from .settings import DATA_SOURCE_ENV, HOTDOG_URL_ENV, data_source_setting, hotdog_mirrors
 from .standin import (
     SOURCE_HOTDOG_CLASS,
     TARGET_CROP_SCALE,
@@ -53,18 +54,23 @@ from .standin import (
     standin_resnet18,
     target_set,
 )
+from .train import History
 
 HOTDOG_URL = "http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip"
 HOTDOG_SHA1 = "fba480ffa8aa7e0febbb511d181409f899b9baa5"
 HOTDOG_ZIP = "hotdog.zip"
 IMAGENET_CLASSES, IMAGENET_TRAIN_IMAGES = 1000, 1_281_167  # ImageNet-1k's training set
 KINDS = ("auto", "real", "standin")
+IMAGENET_SOURCE = "ResNet-18, ImageNet-1k (IMAGENET1K_V1)"
+STANDIN_SOURCE = "ResNet-18, stand-in source model"
 __all__ = [
     "Workspace",
     "data_dir",
+    "folder_workspace",
     "hotdog_urls",
     "prepare",
     "real_available",
+    "source_recipe",
 ]
 
 
@@ -90,12 +96,12 @@ class Workspace:
             return None
         return checkpoint["build_seconds"], checkpoint["built_on"]
 
-    def source_history(self) -> dict | None:
-        """The stand-in source model's training History as a dict (its ``epochs`` hold the
-        source test accuracy per epoch); None for the ImageNet model."""
-        return None if self._checkpoint is None else self._checkpoint["history"]
+    def source_history(self) -> History | None:
+        """The stand-in source model's training History (its held-out set is the source test
+        set); None for the ImageNet model."""
+        return None if self._checkpoint is None else History.from_dict(self._checkpoint["history"])
 
-    def source_set(self) -> tuple[int, int]:
+    def source_set_size(self) -> tuple[int, int]:
         """(classes, training images) of the source model's training set: ImageNet-1k's, or
         the stand-in's synthetic source set."""
         if self._checkpoint is None:
@@ -182,9 +188,7 @@ def _prepare_real(folder: Path, progress: bool) -> Workspace:
             download(hotdog_urls(), archive, HOTDOG_SHA1, progress=progress, remedies=[mirror])
         root = extract_zip(archive, folder, "hotdog")
     imagenet_resnet18(progress=progress)  # fetch the weights now, not in the middle of a page
-    return Workspace(
-        "real", root, Recipe(224), "ResNet-18, ImageNet-1k (IMAGENET1K_V1)", IMAGENET_HOTDOG_CLASS
-    )
+    return _real_workspace(root)
 
 
 def _placed_zip_verified(archive: Path) -> bool:
@@ -207,13 +211,40 @@ def _placed_zip_verified(archive: Path) -> bool:
 
 def _prepare_standin(folder: Path, progress: bool) -> Workspace:
     checkpoint = load_source_checkpoint()
-    root = target_set(folder, progress=progress)
+    return _standin_workspace(target_set(folder, progress=progress), checkpoint)
+
+
+def source_recipe(checkpoint: dict | None) -> Recipe:
+    """The image recipe that goes with a source model: the chapter's 224 px for the ImageNet
+    model (``checkpoint`` None); for a stand-in source model, its checkpoint's image size and
+    the stand-in's crop scale."""
+    if checkpoint is None:
+        return Recipe(224)
+    return Recipe(checkpoint["settings"]["image_size"], scale=TARGET_CROP_SCALE)
+
+
+def folder_workspace(root: Path, source_checkpoint: Path | None = None) -> Workspace:
+    """A Workspace for a hot dog folder of one's own (``root/train`` and ``root/test``):
+    fine-tuned from ImageNet weights, or from the stand-in source model saved at
+    ``source_checkpoint`` (the command line's ``--images`` and ``--source-checkpoint``)."""
+    if source_checkpoint is None:
+        return _real_workspace(root)
+    checkpoint = torch.load(source_checkpoint, map_location="cpu", weights_only=True)
+    return _standin_workspace(root, checkpoint)
+
+
+def _real_workspace(root: Path) -> Workspace:
+    return Workspace("real", root, source_recipe(None), IMAGENET_SOURCE, IMAGENET_HOTDOG_CLASS)
+
+
+def _standin_workspace(root: Path, checkpoint: dict) -> Workspace:
+    source = History.from_dict(checkpoint["history"]).final
     return Workspace(
         "standin",
         root,
-        Recipe(checkpoint["settings"]["image_size"], scale=TARGET_CROP_SCALE),
-        "ResNet-18, stand-in source model",
+        source_recipe(checkpoint),
+        STANDIN_SOURCE,
         SOURCE_HOTDOG_CLASS,
-        checkpoint["history"]["epochs"][-1]["test_acc"],
+        source.held_out_acc if source else None,
         checkpoint,
     )

@@ -87,32 +87,35 @@ import sys
 import torch
 import torchvision
 
+from d2lhelpers.chapter import CHAPTER_SETTINGS
 from d2lhelpers.data import Recipe
-from d2lhelpers.finetune import CHAPTER_SETTINGS, fine_tune
+from d2lhelpers.finetune import train_fine_tuning
 from d2lhelpers.models import make_target_model
+from d2lhelpers.run import Run
 from d2lhelpers.workspace import prepare
 
 ws = dataclasses.replace(prepare("standin", progress=False), recipe=Recipe(224))
-settings = CHAPTER_SETTINGS["standin"]
+data, settings = ws.data(), CHAPTER_SETTINGS["standin"]
 steps = {"batch_size": settings["batch_size"], "num_epochs": settings["num_epochs"]}
 torch.manual_seed(0)
 fine = make_target_model(ws.source_model(), num_classes=2)
-fine = fine_tune(fine, settings["finetune_lr"], ws, label="fine-tuned", progress=False, **steps)
+fine = train_fine_tuning(
+    fine, data, settings["finetune_lr"], run=Run(label="fine-tuned"), **steps
+)
 torch.manual_seed(0)
 scratch = torchvision.models.resnet18(num_classes=2)
-scratch = fine_tune(
-    scratch, settings["scratch_lr"], ws, param_group=False, label="scratch", progress=False,
-    **steps,
+scratch = train_fine_tuning(
+    scratch, data, settings["scratch_lr"], param_group=False, run=Run(label="scratch"), **steps
 )
 for history in (fine, scratch):
     last = history.final
     if history.status != "ok" or last is None:
         sys.exit(f"chapter at 224 px: {history.label} {history.status_text()}")
     print(
-        f"chapter at 224 px, {history.label}: test acc {last.test_acc:.3f}, "
+        f"chapter at 224 px, {history.label}: test acc {last.held_out_acc:.3f}, "
         f"{last.examples_per_sec:.0f} examples/s ({history.precision})"
     )
-gap = 100 * (fine.final.test_acc - scratch.final.test_acc)
+gap = 100 * (fine.final.held_out_acc - scratch.final.held_out_acc)
 print(f"chapter at 224 px: fine-tuned - scratch = {gap:+.1f} points (the 64 px lesson needs 10)")
 EOF
 note "   ($((SECONDS - start)) s)"

@@ -1,4 +1,4 @@
-"""Regenerate the Chinese font that d2lhelpers ships for its figures (d2lhelpers/fontdata/).
+"""Regenerate the Chinese font that d2lhelpers ships for its figures (d2lhelpers/book/fontdata/).
 
 Source: Noto Sans CJK SC Regular 2.004 (SIL Open Font License 1.1), from the Debian package
 fonts-noto-cjk (``apt-get update && apt-get install -y fonts-noto-cjk``), face 2 of
@@ -23,7 +23,7 @@ from fontTools import subset
 from fontTools.ttLib import TTCollection, TTFont
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT_DIR = ROOT / "d2lhelpers" / "fontdata"
+OUT_DIR = ROOT / "d2lhelpers" / "book" / "fontdata"
 SOURCE = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
 SOURCE_FAMILY = "Noto Sans CJK SC"
 LICENCE_SOURCE = Path("/usr/share/doc/fonts-noto-cjk/copyright")

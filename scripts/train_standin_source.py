@@ -16,6 +16,7 @@ from pathlib import Path
 
 from d2lhelpers.fileutil import data_dir
 from d2lhelpers.standin import SHIPPED_SOURCE, save_source_checkpoint, train_source_checkpoint
+from d2lhelpers.train import History
 
 
 def main() -> None:
@@ -23,8 +24,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=SHIPPED_SOURCE, help="checkpoint to write")
     args = parser.parse_args()
     checkpoint = train_source_checkpoint(data_dir())
-    history = checkpoint["history"]
-    accuracies = ", ".join(f"{epoch['test_acc']:.3f}" for epoch in history["epochs"])
+    history = History.from_dict(checkpoint["history"])
+    accuracies = ", ".join(f"{epoch.held_out_acc:.3f}" for epoch in history.epochs)
     print(f"source test accuracy per epoch: {accuracies}")
     print(f"trained in {checkpoint['build_seconds']:.0f} s on {checkpoint['built_on']}")
     save_source_checkpoint(checkpoint, args.out)

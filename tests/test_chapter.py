@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from d2lhelpers.chapter import CHAPTER_SETTINGS, SEEDS, chapter_settings
-from d2lhelpers.settings import SHORT_RUN_ENV
+from d2lhelpers.environment import SHORT_RUN_ENV
 
 
 def test_full_settings_have_three_seeds(monkeypatch: pytest.MonkeyPatch) -> None:

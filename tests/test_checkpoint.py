@@ -24,6 +24,7 @@ from d2lhelpers.checkpoint import (
     save_model,
 )
 from d2lhelpers.data import HOTDOG_CLASSES, Recipe
+from d2lhelpers.models import freeze_batchnorm
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = Recipe(32)
@@ -128,6 +129,18 @@ def test_load_model_in_process(saved: tuple[nn.Module, Path]) -> None:
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
         assert torch.equal(loaded(x), net(x))
+
+
+def test_a_net_with_frozen_batchnorm_loads_as_a_plain_resnet(tmp_path: Path) -> None:
+    frozen = freeze_batchnorm(trained_net())
+    path = save_model(
+        frozen, tmp_path / "frozen.pt", classes=HOTDOG_CLASSES, recipe=RECIPE,
+        source_model="stand-in", test_acc=None,
+    )  # fmt: skip
+    loaded, _ = load_model(path)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), frozen.eval()(x), atol=1e-5)
 
 
 def test_save_is_atomic(

@@ -9,8 +9,10 @@ import pytest
 
 from d2lhelpers.checks import (
     finite_range,
+    int_at_least,
     non_negative_finite,
     non_negative_int,
+    one_line,
     positive_finite,
     positive_int,
 )
@@ -25,10 +27,10 @@ def test_positive_int_rejects(value) -> None:
 def test_positive_int_accepts_integers_and_numpy_integers() -> None:
     assert positive_int("n", 3) == 3
     assert positive_int("n", np.int64(4)) == 4
-    assert positive_int("n", 2, minimum=2) == 2
+    assert int_at_least("n", 2, 2) == 2
     assert non_negative_int("n", 0) == 0
     with pytest.raises(ValueError, match="at least 2, got 1"):
-        positive_int("n", 1, minimum=2)
+        int_at_least("n", 1, 2)
 
 
 @pytest.mark.parametrize("value", [0, -1e-3, math.nan, math.inf, -math.inf, "0.1", None, False])
@@ -54,3 +56,12 @@ def test_finite_range_rejects(value) -> None:
 
 def test_finite_range_accepts() -> None:
     assert finite_range("scale", [0.08, 1]) == (0.08, 1.0)
+
+
+def test_one_line_collapses_an_error_with_or_without_its_type() -> None:
+    err = RuntimeError("first line\n  second\tline ")
+    assert one_line(err) == "RuntimeError: first line second line"
+    assert one_line(err, with_type=False) == "first line second line"
+    assert (
+        one_line(KeyboardInterrupt()) == one_line(KeyboardInterrupt(), False) == "KeyboardInterrupt"
+    )

@@ -129,7 +129,7 @@ def fit_two_epochs(root: Path, request: str) -> tuple[History, Precision]:
     history = fit(net, train, test, optimizer, 2, device=CUDA, precision=precision, progress=False)
     assert history.status == "ok" and len(history.epochs) == 2
     for stats in history.epochs:
-        assert math.isfinite(stats.train_loss) and 0 <= stats.test_acc <= 1
+        assert math.isfinite(stats.train_loss) and 0 <= stats.held_out_acc <= 1
     for p in net.parameters():
         assert p.dtype == torch.float32 and torch.isfinite(p).all()
     assert any(not torch.equal(p, b) for p, b in zip(net.parameters(), before, strict=True))

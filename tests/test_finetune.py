@@ -13,7 +13,7 @@ from d2lhelpers import run, train
 from d2lhelpers.finetune import WEIGHT_DECAY, train_fine_tuning
 from d2lhelpers.run import Run
 
-QUIET = Run(live=False)
+QUIET = Run()  # no live view: silent
 
 # (argument, bad value, what the error names)
 BAD_ARGUMENTS = [
@@ -50,7 +50,7 @@ def _capture_fit(monkeypatch) -> dict:
     """Replace the loop: the dict gets the optimizer, loss and settings the recipe passes."""
     seen = {}
 
-    def capture(net, train_iter, test_iter, optimizer, num_epochs, **kw):
+    def capture(net, train_iter, held_out_iter, optimizer, num_epochs, **kw):
         seen.update(optimizer=optimizer, loss=kw["loss"], hparams=kw["hparams"])
         return train.History("", "cpu", "fp32", kw["hparams"])
 

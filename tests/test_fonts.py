@@ -22,11 +22,12 @@ from matplotlib import font_manager, ft2font
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from d2lhelpers import fonts
-from d2lhelpers.diagram import finetune_diagram
-from d2lhelpers.plot import plot_histories, plot_seed_curves, show_images, status_label
+from d2lhelpers.book import fonts
+from d2lhelpers.book.diagram import finetune_diagram
+from d2lhelpers.book.labels import status_label
+from d2lhelpers.book.plot import plot_histories, plot_seed_curves, show_images
+from d2lhelpers.book.sweep_plots import live_figure, summary_figure
 from d2lhelpers.sweep import SweepSetting, records_of
-from d2lhelpers.sweep_plots import live_figure, summary_figure
 from d2lhelpers.train import EpochStats, History
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,7 +174,7 @@ def test_drawing_leaves_global_rcparams_unchanged(caplog: pytest.LogCaptureFixtu
 def test_importing_registers_nothing() -> None:
     """Nor does decorating a drawing function (diagram's; plot and widgets do the same)."""
     code = (
-        "import d2lhelpers.diagram, d2lhelpers.fonts\n"
+        "import d2lhelpers.book.diagram, d2lhelpers.book.fonts\n"
         "from matplotlib import font_manager\n"
         "print(sum('D2lhelpers' in e.fname for e in font_manager.fontManager.ttflist))\n"
     )
@@ -195,5 +196,6 @@ def test_the_font_and_its_licence_are_in_the_wheel(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     for path in (fonts.FONT_PATH, fonts.FONT_PATH.with_name("OFL.txt")):
         assert path.relative_to(ROOT).as_posix() in names
-    licence = zipfile.ZipFile(wheel).read("d2lhelpers/fontdata/OFL.txt").decode()
+    assert "d2lhelpers/book/plot.py" in names  # the subpackage too
+    licence = zipfile.ZipFile(wheel).read("d2lhelpers/book/fontdata/OFL.txt").decode()
     assert "SIL OPEN FONT LICENSE Version 1.1" in licence and "Adobe" in licence

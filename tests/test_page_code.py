@@ -7,6 +7,7 @@ cells against the helpers, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import ast
 import copy
 
 import nbformat
@@ -24,11 +25,17 @@ def cell_defining(notebook: str, text: str) -> str:
     return source
 
 
+def function_in(source: str, name: str) -> str:
+    """The source of the function ``name`` that ``source`` defines, without the rest."""
+    (node,) = [n for n in ast.parse(source).body if getattr(n, "name", None) == name]
+    return ast.get_source_segment(source, node)
+
+
 def test_the_chapters_new_output_layer_is_make_target_model() -> None:
     source = cell_defining("fine-tuning.ipynb", "def new_finetune_net")
     pretrained = torchvision.models.resnet18(num_classes=7)
     names = {"copy": copy, "torch": torch, "nn": nn, "pretrained_net": pretrained}
-    exec(source.split("\n\n\nfinetune_net =")[0], names)  # only the function
+    exec(function_in(source, "new_finetune_net"), names)  # only the function
     for seed in (0, 1):
         page = names["new_finetune_net"](seed)
         torch.manual_seed(seed)

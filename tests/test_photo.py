@@ -26,15 +26,14 @@ from http_server import running
 from PIL import Image
 from torchvision.models import resnet18
 
+from d2lhelpers.book.photo_panel import PhotoPanel, uploaded_files
 from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, Recipe, decode_folder
 from d2lhelpers.photo import (
     PhotoError,
-    PhotoPanel,
     classify_photo,
     fetch_photo,
     load_photo,
     photo_pixels,
-    uploaded_files,
 )
 from d2lhelpers.precision import choose_precision
 
@@ -272,10 +271,9 @@ def test_url_failures(site: str, path: str, message: str) -> None:
 
 
 def test_url_timeout_size_limit_and_no_server(site: str) -> None:
-    start = time.perf_counter()
+    # The server answers after 1 s: only a timeout below that (not the default 15 s) fails.
     with pytest.raises(PhotoError, match=r"slow\.jpg failed \(.*timed out"):
         fetch_photo(f"{site}/slow.jpg", timeout=0.2)
-    assert time.perf_counter() - start < 0.9
     for path in ("/big.bin", "/big-unannounced"):
         with pytest.raises(PhotoError, match="is larger than 0 MiB"):
             fetch_photo(site + path, max_bytes=1000)

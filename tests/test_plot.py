@@ -1,5 +1,5 @@
 # ruff: noqa: RUF001  (Chinese text uses full-width punctuation on purpose)
-"""Tests for d2lhelpers.plot: history curves, image grids and the live plot outside IPython."""
+"""Tests for d2lhelpers.book.plot: history curves, image grids and the live plot outside IPython."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from d2lhelpers import plot
-from d2lhelpers.plot import LivePlot, plot_histories, plot_seed_curves, show_images
+from d2lhelpers.book import plot
+from d2lhelpers.book.plot import LivePlot, plot_histories, plot_seed_curves, show_images
 from d2lhelpers.train import EpochStats, History
 
 

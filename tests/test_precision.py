@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from d2lhelpers import precision
+from d2lhelpers import machine, precision
+from d2lhelpers.environment import PRECISION_ENV
 from d2lhelpers.precision import choose_precision, cpu_has_native_bf16
-from d2lhelpers.settings import PRECISION_ENV
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")
@@ -69,7 +69,7 @@ def fake_cpuinfo(tmp_path: Path, monkeypatch):
         assert str(name) == "/proc/cpuinfo"
         return fake
 
-    monkeypatch.setattr(precision, "Path", fake_path)
+    monkeypatch.setattr(machine, "Path", fake_path)
     return use
 
 

@@ -17,20 +17,18 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from torch import nn
 
-from d2lhelpers import fonts
+from d2lhelpers.book import fonts
+from d2lhelpers.book.labels import class_label
+from d2lhelpers.book.predict_plots import confusion_figure, mistakes_figure, prediction_grid
+from d2lhelpers.book.readings import describe_mistakes
 from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, DecodedImages, Recipe
 from d2lhelpers.precision import choose_precision
 from d2lhelpers.predict import (
     Predictions,
-    class_label,
-    confusion_figure,
     confusion_matrix,
-    describe_mistakes,
     mistake_counts,
-    mistakes_figure,
     per_class_accuracy,
     predict,
-    prediction_grid,
     spread_indices,
     top_losses,
 )

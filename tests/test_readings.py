@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from d2lhelpers.readings import accuracy, compare, points
+from d2lhelpers.book.readings import accuracy, compare, points
 from d2lhelpers.seeds import Spread, spread
 
 

@@ -17,17 +17,16 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from d2lhelpers import fonts
-from d2lhelpers.sweep import SweepSetting, records_of
-from d2lhelpers.sweep_plots import (
+from d2lhelpers.book import fonts
+from d2lhelpers.book.sweep_plots import (
     format_acc,
     format_loss,
     format_lr,
     live_figure,
     results_table,
-    seed_table,
     summary_figure,
 )
+from d2lhelpers.sweep import SweepSetting, records_of
 from d2lhelpers.train import EpochStats, History
 
 
@@ -156,26 +155,6 @@ def test_results_table_fits_the_text_column() -> None:
     assert text(cells(table)[-1][-1]) == ["1 次发散", "1 次停止"]  # one kind a line
     assert text(cells(table)[1][3]) == ["冻结主干", "热狗类初始化"]
     assert [text(c)[0] for c in cells(table)[2]][-1] == "2 次中断"
-
-
-def test_seed_table() -> None:
-    table = seed_table(mixed(), "val_acc")
-    assert headers(table) == [
-        "学习率",
-        "倍数",
-        "其他",
-        "种子 0",
-        "种子 1",
-        "种子 2",
-        "平均",
-        "范围",
-    ]
-    rows = [[text(c)[0] for c in row] for row in cells(table)]
-    assert rows[0] == ["1.0e-2", "1", "—", "0.700", "0.710", "0.720", "0.710", "0.700–0.720"]
-    assert rows[1] == ["1.0e-2", "100", "—", "发散", "0.710", "", "0.710", "0.710–0.710"]
-    assert rows[2] == ["1.0e-2", "10", "冻结主干", "已停止", "", "", "—", "—"]
-    losses = seed_table(seeded(), "train_loss")
-    assert [text(c)[0] for c in cells(losses)[0]][3:] == ["0.233"] * 4 + ["0.233–0.233"]
 
 
 def test_an_interrupted_run_is_never_read_as_a_result() -> None:

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from d2lhelpers.data import BatchLoader, DecodedImages, Recipe
+from d2lhelpers.environment import PRECISION_ENV
 from d2lhelpers.precision import choose_precision
-from d2lhelpers.settings import PRECISION_ENV
 from d2lhelpers.train import (
     EpochStats,
     History,
@@ -27,7 +27,7 @@ from d2lhelpers.train import (
 
 CPU = torch.device("cpu")
 FP32 = choose_precision(CPU, "fp32")
-SUMMARY_LINE = re.compile(r"loss \d\.\d{3}, train acc \d\.\d{3}, test acc \d\.\d{3}")
+SUMMARY_LINE = re.compile(r"loss \d\.\d{3}, train acc \d\.\d{3}, held-out acc \d\.\d{3}")
 
 
 class TinyNet(nn.Module):
@@ -140,7 +140,7 @@ def test_fit_records_every_epoch() -> None:
     assert_no_nan(history)
     for e in history.epochs:
         assert 0.0 <= e.train_acc <= 1.0
-        assert 0.0 <= e.test_acc <= 1.0
+        assert 0.0 <= e.held_out_acc <= 1.0
         assert e.train_loss > 0
         assert e.examples_per_sec > 0
         assert e.seconds > 0
@@ -161,7 +161,7 @@ def test_fit_summary_lines() -> None:
 
 def test_fit_is_deterministic_on_cpu() -> None:
     a, b = run(num_epochs=3), run(num_epochs=3)
-    keep = ("epoch", "train_loss", "train_acc", "test_acc")
+    keep = ("epoch", "train_loss", "train_acc", "held_out_acc")
     for ea, eb in zip(a.epochs, b.epochs, strict=True):
         assert [getattr(ea, k) for k in keep] == [getattr(eb, k) for k in keep]
     assert len(a.epochs) == 3
@@ -181,8 +181,8 @@ def test_fit_with_batch_loader_is_deterministic() -> None:
 
     a, b = once(), once()
     assert a.status == b.status == "ok"
-    assert [(e.train_loss, e.train_acc, e.test_acc) for e in a.epochs] == [
-        (e.train_loss, e.train_acc, e.test_acc) for e in b.epochs
+    assert [(e.train_loss, e.train_acc, e.held_out_acc) for e in a.epochs] == [
+        (e.train_loss, e.train_acc, e.held_out_acc) for e in b.epochs
     ]
 
 
@@ -372,7 +372,7 @@ def test_a_scheduler_steps_after_every_batch() -> None:
 
 
 def _results(history: History) -> list[tuple[float, float, float]]:
-    return [(e.train_loss, e.train_acc, e.test_acc) for e in history.epochs]
+    return [(e.train_loss, e.train_acc, e.held_out_acc) for e in history.epochs]
 
 
 def test_fit_default_loss_is_mean_cross_entropy() -> None:
@@ -409,6 +409,21 @@ def test_should_stop_ends_the_run_between_batches_as_stopped() -> None:
     assert history.summary().startswith("training stopped")
 
 
-def test_evaluator_replaces_the_test_accuracy() -> None:
+def test_evaluator_replaces_the_held_out_accuracy() -> None:
     history = run(num_epochs=2, evaluator=lambda net, batches, precision: 0.25)
-    assert [e.test_acc for e in history.epochs] == [0.25, 0.25]
+    assert [e.held_out_acc for e in history.epochs] == [0.25, 0.25]
+
+
+def test_history_saves_atomically_and_reads_back(tmp_path) -> None:
+    saved = run(num_epochs=2)
+    saved.save(tmp_path / "h.json")
+    assert History.from_dict(json.loads((tmp_path / "h.json").read_text())) == saved
+    assert [p.name for p in tmp_path.iterdir()] == ["h.json"]  # no temporary file left
+
+
+def test_history_reads_the_older_name_of_the_held_out_accuracy() -> None:
+    """The shipped stand-in source model stores its History with ``test_acc``."""
+    old = run(num_epochs=1).to_dict()
+    for epoch in old["epochs"]:
+        epoch["test_acc"] = epoch.pop("held_out_acc")
+    assert History.from_dict(old).final.held_out_acc == old["epochs"][0]["test_acc"]

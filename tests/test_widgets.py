@@ -18,10 +18,10 @@ import ipywidgets
 import pytest
 import torch
 
+from d2lhelpers.book.sweep_plots import format_lr, live_figure, summary_figure
+from d2lhelpers.book.widgets import FEATURES_TEXT, SweepPanel
 from d2lhelpers.sweep import RECORD_FIELDS, Sweeper, SweepSetting, records_of
-from d2lhelpers.sweep_plots import format_lr, live_figure, summary_figure
 from d2lhelpers.train import EpochStats, History
-from d2lhelpers.widgets import FEATURES_TEXT, SweepPanel
 from d2lhelpers.workspace import Workspace
 
 # ipywidgets 7 opens its comms through ipykernel's deprecated Comm class.
@@ -182,7 +182,6 @@ def idle(panel: SweepPanel) -> bool:
         not panel.run_button.disabled
         and not panel.clear_button.disabled
         and panel.stop_button.disabled
-        and not panel.running
     )
 
 

@@ -17,9 +17,9 @@ from torchvision.models import ResNet18_Weights, resnet18
 from d2lhelpers import workspace
 from d2lhelpers.data import Recipe
 from d2lhelpers.download import ChecksumError, extract_zip, sha1_of
+from d2lhelpers.environment import HOTDOG_URL_ENV
 from d2lhelpers.models import IMAGENET_HOTDOG_CLASS
 from d2lhelpers.precision import choose_precision
-from d2lhelpers.settings import HOTDOG_URL_ENV
 from d2lhelpers.standin_draw import SOURCE_CLASSES
 from d2lhelpers.train import default_device
 from d2lhelpers.workspace import Workspace, data_dir, hotdog_urls, prepare
@@ -301,20 +301,20 @@ def test_the_standin_records_how_long_its_source_model_took_and_where(tiny_works
     assert real.source_build() is None
 
 
-def test_source_set_names_the_stand_in_source_set(tiny_workspace: Workspace) -> None:
-    classes, images = tiny_workspace.source_set()
+def test_source_set_size_counts_the_stand_in_source_set(tiny_workspace: Workspace) -> None:
+    classes, images = tiny_workspace.source_set_size()
     assert classes == len(SOURCE_CLASSES)
     assert images == classes * 3  # the tiny source set: 3 training images per class
 
 
-def test_source_set_of_the_imagenet_model() -> None:
+def test_source_set_size_of_the_imagenet_model() -> None:
     ws = Workspace("real", Path("."), Recipe(224), "ImageNet", IMAGENET_HOTDOG_CLASS)
-    assert ws.source_set() == (1000, 1_281_167)
+    assert ws.source_set_size() == (1000, 1_281_167)
 
 
 def test_source_history_is_the_stand_in_source_models_training(tiny_workspace) -> None:
     history = tiny_workspace.source_history()
-    assert history["status"] == "ok" and len(history["epochs"]) == 1
-    assert 0 <= history["epochs"][-1]["test_acc"] <= 1
+    assert history.status == "ok" and len(history.epochs) == 1
+    assert 0 <= history.final.held_out_acc <= 1
     real = Workspace("real", tiny_workspace.root, Recipe(224), "ImageNet", 934)
     assert real.source_history() is None

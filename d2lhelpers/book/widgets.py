@@ -5,7 +5,7 @@ The panel is thin: :meth:`Sweeper.run <d2lhelpers.sweep.Sweeper.run>` does all t
 the panel only turns the controls into :class:`~d2lhelpers.sweep.SweepSetting` objects and
 shows the records. Figures are PNG bytes in ``Image`` widgets (not ``Output`` widgets), so they
 show without a running kernel and in the built book, whose widget state is saved when it is
-built; the figures, the table and the number formats come from :mod:`d2lhelpers.sweep_plots`.
+built; the figures, the table and the number formats come from :mod:`d2lhelpers.book.sweep_plots`.
 The text shown to the learner is Chinese; exceptions stay English. Only widgets and traits
 that ipywidgets 7.7.1 (Colab's) and 8.x both have are used.
 """
@@ -24,19 +24,17 @@ from typing import Any, Protocol
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
-from .chapter import CHAPTER_SETTINGS
-from .checks import positive_finite, positive_int
-from .sweep import SETTING_FIELDS, SweepSetting, final_records, records_of, setting_of
+from ..chapter import CHAPTER_SETTINGS
+from ..checks import one_line, positive_finite, positive_int
+from ..sweep import SETTING_FIELDS, SweepSetting, final_records, records_of, setting_of
+from ..train import History
+from .labels import status_kind, status_word
 from .sweep_plots import (
     format_lr,
     live_figure,
     results_table,
-    status_kind,
     summary_figure,
 )
-from .train import History
-
-__all__ = ["Runner", "SweepPanel", "live_figure", "results_table", "summary_figure"]
 
 DEFAULT_LEARNING_RATE = CHAPTER_SETTINGS["real"]["finetune_lr"]  # d2l's, for the mean loss
 DEFAULT_MULTIPLIERS = (1, 10)
@@ -178,11 +176,6 @@ class SweepPanel:
         return [self.learning_rate, self.multipliers, self.epochs, self.seeds, self.freeze_body,
                 self.augment, self.init_hotdog_row]  # fmt: skip
 
-    @property
-    def running(self) -> bool:
-        """Whether a sweep is under way."""
-        return self._running
-
     def settings(self) -> list[SweepSetting]:
         """The settings of one click, from the controls (ValueError if no multiplier is chosen):
         every selected multiplier, smallest first, with ``seeds`` seeds it has not finished."""
@@ -243,7 +236,7 @@ class SweepPanel:
                 self._record_interrupted()
                 self._show_status(self._done_text(time.perf_counter() - start))
         except Exception as err:
-            text = f"出错：{_one_line(err)}"
+            text = f"出错：{one_line(err, with_type=False)}"
             if self._click:
                 text += (
                     f"（{len(self._click['settings'])} 次运行中已完成 {self._click['done']} 次）"
@@ -371,7 +364,7 @@ class SweepPanel:
         if ended is None:
             took = f"用时 {seconds:.0f} 秒" if seconds >= 1 else "用时不到 1 秒"
             return f"完成：{runs} 次运行{extra}，{took}。"
-        word = "已停止" if ended == "stopped" else "已中断"
+        word = status_word(ended)
         finished = len(finals) - 1
         skipped = runs - len(finals)
         text = f"{word}：{runs} 次运行中完成 {finished} 次{extra}，第 {finished + 1} 次运行{word}"
@@ -387,11 +380,6 @@ class SweepPanel:
         buffer = BytesIO()
         fig.savefig(buffer, format="png", dpi=self.dpi)
         return buffer.getvalue()
-
-
-def _one_line(err: BaseException) -> str:
-    """The exception's message on one line, however long; its class name when it has none."""
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _check_panel(

@@ -7,7 +7,9 @@ noise (overlapping ranges), which is called noise rather than a gain or a loss.
 
 from __future__ import annotations
 
-from .seeds import Spread
+from ..predict import Predictions, confusion_matrix, mistake_counts
+from ..seeds import Spread
+from .labels import class_label
 
 
 def accuracy(s: Spread) -> str:
@@ -38,3 +40,23 @@ def compare(name_a: str, a: Spread, name_b: str, b: Spread) -> str:
         noise = f"{points(difference)}的差别在随机波动之内"
         return f"{opening}：两者各 {seeds} 个种子的范围相互重叠，{noise}。"
     return f"{opening}，{gap}，而且各 {seeds} 个种子的范围互不重叠。"
+
+
+def describe_mistakes(pred: Predictions) -> str:
+    """A short Chinese reading of the mistakes: how many images and how many wrong, then each
+    kind of mistake (true class judged as another) with its count and share of its true class.
+    The page's author writes the conclusion."""
+    totals = confusion_matrix(pred).sum(1).tolist()
+    wrong = int((~pred.correct).sum())
+    head = f"共 {len(pred)} 张图像，分错 {wrong} 张"
+    if not wrong:
+        return head + "。"
+    parts = []
+    for (true, predicted), count in mistake_counts(pred).items():
+        if count:
+            total = totals[pred.classes.index(true)]
+            parts.append(
+                f"{class_label(true)}被判为{class_label(predicted)} {count} 张"
+                f"（占{class_label(true)}的 {count / total:.1%}）"
+            )
+    return head + "：" + "，".join(parts) + "。"

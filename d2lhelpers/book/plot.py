@@ -1,7 +1,7 @@
 # ruff: noqa: RUF001  (Chinese text uses full-width punctuation on purpose)
 """Figures: image grids, live training curves, and several Histories on one set of axes.
 
-Figure text is Chinese, set in the font that the package ships (:mod:`d2lhelpers.fonts`), so
+Figure text is Chinese, set in the font that the package ships (:mod:`d2lhelpers.book.fonts`), so
 it shows wherever the book runs, Colab included. Figures are made with
 ``matplotlib.figure.Figure`` (not pyplot), so a notebook shows each one exactly once, where the
 code displays it.
@@ -10,7 +10,6 @@ code displays it.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,16 +17,16 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..seeds import per_epoch
+from ..train import History
 from .fonts import chinese_text
-from .train import History
+from .labels import status_label
 
 CURVES = (  # (axis, History field, name, line style)
     ("loss", "train_loss", "训练损失", "-"),
     ("accuracy", "train_acc", "训练精度", "--"),
-    ("accuracy", "test_acc", "测试精度", ":"),
+    ("accuracy", "held_out_acc", "测试精度", ":"),
 )
-STATUS_LABELS = {"ok": "正常", "interrupted": "已中断", "stopped": "已停止"}
-DIVERGED = re.compile(r"diverged at epoch (\d+), batch (\d+)(?: \(loss (\S+)\))?")
 
 
 def _as_array(img) -> np.ndarray:
@@ -35,18 +34,6 @@ def _as_array(img) -> np.ndarray:
         img = img.detach().cpu()
         return img.permute(1, 2, 0).numpy() if img.ndim == 3 and img.shape[0] in (1, 3) else img
     return np.asarray(img)
-
-
-def status_label(status: str) -> str:
-    """A run's status (:meth:`History.status_text`, a record's ``status``) in Chinese.
-
-    A status of any other form is returned as it is.
-    """
-    diverged = DIVERGED.fullmatch(status)
-    if diverged is None:
-        return STATUS_LABELS.get(status, status)
-    epoch, batch, loss = diverged.groups()
-    return f"在第 {epoch} 个迭代周期第 {batch} 个批量发散" + (f"（损失 {loss}）" if loss else "")
 
 
 @chinese_text()
@@ -109,7 +96,7 @@ def plot_seed_curves(runs: Mapping[str, Sequence[History]], chance: float = 0.5)
     fig = Figure(figsize=(7.2, 3.2), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
     for color, (label, histories) in zip(_colors(len(runs)), runs.items(), strict=True):
-        for ax, key in ((loss_ax, "train_loss"), (acc_ax, "test_acc")):
+        for ax, key in ((loss_ax, "train_loss"), (acc_ax, "held_out_acc")):
             epochs, mean, low, high = _seed_band(histories, key)
             ax.plot(
                 epochs,
@@ -130,14 +117,17 @@ def plot_seed_curves(runs: Mapping[str, Sequence[History]], chance: float = 0.5)
     return fig
 
 
-def _seed_band(histories: Sequence[History], key: str):
+def _seed_band(histories: Sequence[History], key: str) -> tuple[list, list, list, list]:
     """Epochs completed by every seed, and the mean, low and high of ``key`` at each."""
     count = min((len(h.epochs) for h in histories), default=0)
-    values = np.array([[getattr(e, key) for e in h.epochs[:count]] for h in histories])
-    epochs = np.arange(1, count + 1)
-    if count == 0:
-        return epochs, epochs, epochs, epochs
-    return epochs, values.mean(0), values.min(0), values.max(0)
+    bands = per_epoch({e.epoch: getattr(e, key) for e in h.epochs[:count]} for h in histories)
+    epochs = list(bands)
+    return (
+        epochs,
+        [bands[e].mean for e in epochs],
+        [bands[e].low for e in epochs],
+        [bands[e].high for e in epochs],
+    )
 
 
 def _max_loss(histories: Sequence[History]) -> float:
@@ -149,7 +139,8 @@ def _colors(n: int) -> list:
 
 
 class LivePlot:
-    """Redraws the curves of a History after every epoch, in place, in a notebook.
+    """A run's live view (``Run(live=LivePlot())``): redraws the curves of its History after
+    every epoch, in place, in a notebook, titled ``title`` (default: the run's label).
 
     Outside an IPython kernel it draws nothing. The last drawing stays in the notebook, so the
     rendered book shows the final curves.
@@ -163,7 +154,7 @@ class LivePlot:
         display = _notebook_display()
         if display is None:
             return
-        fig = plot_histories([history], self.title)
+        fig = plot_histories([history], self.title or history.label)
         if self._handle is None:
             self._handle = display(fig, display_id=True)
         else:

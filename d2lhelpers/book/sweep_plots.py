@@ -6,15 +6,14 @@
 * :func:`summary_figure`: final validation accuracy against the head's learning rate, the
   mean over seeds with their range as error bars;
 * :func:`results_table`: an HTML table, one row per setting, its seeds aggregated;
-* :func:`seed_table`: an HTML table of one measure seed by seed, one row per setting.
 
 Runs that diverged, were stopped or interrupted have no accuracy: the figures mark them at
 the bottom of the axes and leave them out of means and ranges; the tables count them.
 Numbers are formatted by :func:`format_lr`, :func:`format_acc` and :func:`format_loss`,
 everywhere (the panel's readout too), so one learning rate reads the same in every place.
 
-The text is Chinese, the figures' set in the package's own font (:mod:`d2lhelpers.fonts`).
-The exercises page shows them directly, and :class:`~d2lhelpers.widgets.SweepPanel` shows
+The text is Chinese, the figures' set in the package's own font (:mod:`d2lhelpers.book.fonts`).
+The exercises page shows them directly, and :class:`~d2lhelpers.book.widgets.SweepPanel` shows
 them after each run.
 """
 
@@ -29,16 +28,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..seeds import per_epoch
+from ..sweep import SETTING_FIELDS, final_records, records_by_run, seed_summary, setting_of
 from .fonts import chinese_text
-from .plot import status_label
-from .sweep import SETTING_FIELDS, final_records, records_by_run, seed_summary, setting_of
+from .labels import STATUS_WORDS, status_kind, status_label, status_word
 
 MISSING = "—"
 LARGE_LOSS = 1e3  # losses from here on are written in scientific form, to keep columns narrow
-FAILURE_KINDS = {  # status kind: (short Chinese word, marker style)
-    "diverged": ("发散", {"marker": "x", "color": "#c62828", "markersize": 9, "mew": 2}),
-    "stopped": ("已停止", {"marker": "s", "color": "#757575", "markersize": 6, "mfc": "none"}),
-    "interrupted": ("已中断", {"marker": "D", "color": "#757575", "markersize": 6, "mfc": "none"}),
+FAILURE_MARKERS = {  # status kind: marker style
+    "diverged": {"marker": "x", "color": "#c62828", "markersize": 9, "mew": 2},
+    "stopped": {"marker": "s", "color": "#757575", "markersize": 6, "mfc": "none"},
+    "interrupted": {"marker": "D", "color": "#757575", "markersize": 6, "mfc": "none"},
 }
 FAILED_Y = -0.12  # a run without an accuracy is marked in a grey strip below 0, not at 0
 STRIP = (-0.2, -0.04)  # the strip's extent on the accuracy axis
@@ -83,19 +83,9 @@ def _scientific(number: float) -> str:
 # --- statuses and settings ---------------------------------------------------------------
 
 
-def status_kind(status: Any) -> str:
-    """``"ok"``, ``"diverged"``, ``"stopped"``, ``"interrupted"``, or the status as it is."""
-    status = str(status)
-    return "diverged" if status.startswith("diverged") else status
-
-
-def status_text(status: Any) -> str:
-    """A record's status in Chinese, in full (:func:`~d2lhelpers.plot.status_label`)."""
-    if status is None:
-        return MISSING
-    if status_kind(status) in ("stopped", "interrupted"):
-        return FAILURE_KINDS[status_kind(status)][0]
-    return status_label(str(status))
+def _status_label(status: Any) -> str:
+    """A record's status in Chinese, in full; — when missing."""
+    return MISSING if status is None else status_label(str(status))
 
 
 def setting_label(row: dict) -> str:
@@ -166,24 +156,20 @@ def live_figure(records: Sequence[dict]) -> Figure:
 
 def _mean_band(ax: Axes, runs: list[list[dict]], color: str) -> None:
     """The mean over seeds per epoch as a line, their low-high range as a band."""
-    by_epoch: dict[int, list[float]] = {}
-    for run in runs:
-        for r in run:
-            if _number(r["val_acc"]) is not None:
-                by_epoch.setdefault(r["epoch"], []).append(r["val_acc"])
-    epochs = sorted(by_epoch)
-    means = [sum(by_epoch[e]) / len(by_epoch[e]) for e in epochs]
+    bands = per_epoch({r["epoch"]: _number(r["val_acc"]) for r in run} for run in runs)
+    epochs = list(bands)
     label = f"{setting_label(runs[0][0])}（{len(runs)} 个种子的平均）"
-    ax.plot(epochs, means, marker=".", color=color, label=label)
+    ax.plot(epochs, [bands[e].mean for e in epochs], marker=".", color=color, label=label)
     if epochs:
-        lows, highs = [min(by_epoch[e]) for e in epochs], [max(by_epoch[e]) for e in epochs]
+        lows, highs = [bands[e].low for e in epochs], [bands[e].high for e in epochs]
         ax.fill_between(epochs, lows, highs, color=color, alpha=0.2, lw=0)
 
 
 def _mark_failure(ax: Axes, x: float, status: Any, marked: set[str]) -> None:
     """A marker at the bottom for a run without an accuracy; the legend names each kind once."""
     kind = status_kind(status)
-    word, style = FAILURE_KINDS.get(kind, FAILURE_KINDS["interrupted"])
+    style = FAILURE_MARKERS.get(kind, FAILURE_MARKERS["interrupted"])
+    word = status_word(kind if kind in FAILURE_MARKERS else "interrupted")
     label = "_nolegend_" if word in marked else f"{word}（无精度）"
     marked.add(word)
     ax.plot([x], [FAILED_Y], ls="none", label=label, **style)
@@ -297,40 +283,6 @@ def results_table(records: Sequence[dict]) -> str:
     return _table(TABLE_COLUMNS, rows, left={3, 8})
 
 
-def seed_table(records: Sequence[dict], key: str = "val_acc") -> str:
-    """An HTML table of ``key`` (``"val_acc"``, ``"test_acc"``, ``"train_loss"``) seed by seed:
-    one row per setting, one column per seed, then the mean and the low-high range over the
-    seeds that have a value. A run without a value shows its short status instead."""
-    formatter = format_loss if key == "train_loss" else format_acc
-    summary = seed_summary(records, key)
-    seeds = sorted({seed for row in summary for seed in row["seeds"]})
-    finals: dict[tuple, dict[int, dict]] = {}
-    for r in final_records(records):
-        finals.setdefault(setting_of(r), {})[r["seed"]] = r
-    rows = []
-    for row in summary:
-        by_seed = finals[tuple(row[name] for name in SETTING_FIELDS)]
-        cells = [_td(format_lr(row["learning_rate"])), _td(f"{row['head_multiplier']:g}"),
-                 _td(setting_tags(row, "\n") or MISSING, "left")]  # fmt: skip
-        for seed in seeds:
-            r = by_seed.get(seed)
-            if r is None:
-                cells.append(_td(""))
-            elif _number(r[key]) is None:
-                cells.append(_td(_short_status([r["status"]]), title=status_text(r["status"])))
-            else:
-                cells.append(_td(formatter(r[key])))
-        spread = (
-            MISSING
-            if row["low"] is None
-            else f"{formatter(row['low'])}{EN_DASH}{formatter(row['high'])}"
-        )
-        cells += [_td(formatter(row["mean"])), _td(spread)]
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    headers = ("学习率", "倍数", "其他", *(f"种子 {s}" for s in seeds), "平均", "范围")
-    return _table(headers, rows, left={2})
-
-
 def _short_status(statuses: Sequence[Any]) -> str:
     """``正常`` when every run ended well; else the count of each kind of failure, briefly, one
     kind a line."""
@@ -339,17 +291,17 @@ def _short_status(statuses: Sequence[Any]) -> str:
     if not failures:
         return "正常"
     if len(kinds) == 1:
-        return FAILURE_KINDS.get(kinds[0], (status_text(statuses[0]),))[0]
+        return status_word(kinds[0]) if kinds[0] in STATUS_WORDS else _status_label(statuses[0])
     counts: dict[str, int] = {}
     for kind in failures:
         counts[kind] = counts.get(kind, 0) + 1
-    words = [f"{n} 次{FAILURE_KINDS.get(k, (k,))[0].removeprefix('已')}" for k, n in counts.items()]
+    words = [f"{n} 次{status_word(k).removeprefix('已')}" for k, n in counts.items()]
     return "\n".join(words)
 
 
 def _full_status(row: dict) -> str:
     return "；".join(
-        f"种子 {seed}：{status_text(status)}"
+        f"种子 {seed}：{_status_label(status)}"
         for seed, status in zip(row["seeds"], row["statuses"], strict=True)
     )
 
