@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .settings import short_run_setting
+from .environment import short_run_setting
 
 # The chapter's settings per data source; learning rates are for the mean-reduced loss.
 # "real" is d2l's recipe: 5e-5 and 5e-4 for a summed loss, times the batch size of 128.

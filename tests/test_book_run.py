@@ -29,8 +29,8 @@ import pytest
 from book_site import ROOT
 from jupyter_cache import get_cache
 
+from d2lhelpers.book.labels import status_label
 from d2lhelpers.chapter import SEEDS
-from d2lhelpers.plot import status_label
 
 pytestmark = pytest.mark.book
 
