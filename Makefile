@@ -153,9 +153,10 @@ oldest:
 
 # For a machine with a CUDA GPU and no internet, run with that machine's own python3 (its torch
 # and torchvision): the CUDA unit tests, peak memory against a T4's, the loop against the bare
-# model step, the A/B benchmark against d2l, and the pages in bf16, fp16 and on the real branch,
-# written to benchmarks/results/cuda.{json,md} (about 5 minutes on an H200). What it needs and
-# that machine lacks travels in .gpu/, which `make gpu-carry` fills here (internet needed).
+# model step, the A/B benchmark against d2l, and the pages (the stand-in in the auto precision
+# and in fp16, the real branch at 224 px), written to benchmarks/results/cuda.{json,md} (about
+# 5 minutes on an H200). What it needs and that machine lacks travels in .gpu/, which
+# `make gpu-carry` fills here (internet needed).
 # `make gpu-check-dry` (in `make test`) runs the same steps at tiny sizes on the CPU, into _build/.
 # See scripts/gpu_check.py.
 GPU_PYTHON ?= python3

@@ -16,15 +16,17 @@ not a failure.
    CPU's, pinned memory, the precision per compute capability, ``fit`` in fp16 with a
    GradScaler and in bf16, evaluation under inference mode).
 3. memory: ``benchmarks.peak_memory``: the chapter's training at 224 px and batch 128 in fp16
-   (a T4's path) and bf16: peak memory, and whether a T4's 15 GB holds it.
-4. loop: ``benchmarks.loop_vs_bare`` at 224 px in bf16 and fp16: the loop with its loader
-   against the bare model step (goal 0.90).
+   (a T4's path) and, where the GPU has it, bf16: peak memory, and whether a T4's 15 GB holds
+   it.
+4. loop: ``benchmarks.loop_vs_bare`` at 224 px in the same precisions: the loop with its
+   loader against the bare model step (goal 0.90).
 5. bench: ``benchmarks.bench`` at 224 px: A/B against d2l 1.0.3's ``train_ch13`` (goal: 10x
    d2l's training images/s, accuracy within noise).
 6. pages: ``fine-tuning.ipynb`` and ``exercises.ipynb`` executed in full by
-   ``scripts/notebook_exec.py`` (no error cell, no warning on stderr): on the stand-in with
-   ``D2LHELPERS_PRECISION=bf16``, again with ``fp16`` (a T4's path), each page's training lines
-   saying ``cuda`` and that precision; and on the real branch at 224 px on ``make
+   ``scripts/notebook_exec.py`` (no error cell, no warning on stderr): on the stand-in in the
+   precision ``auto`` chooses (bf16 from compute capability 8.0), again with
+   ``D2LHELPERS_PRECISION=fp16`` (a T4's path), each page's training lines saying ``cuda`` and
+   that precision; and on the real branch at 224 px on ``make
    real-check``'s fixture (``.gpu/real-photos.zip``, random weights placed as ImageNet's), its
    facts checked as there, with the chapter's full settings. Executed notebooks and every
    step's log go to ``_build/gpu-check/``.
@@ -100,7 +102,7 @@ import torch  # noqa: E402
 from d2lhelpers.chapter import chapter_settings  # noqa: E402
 from d2lhelpers.fileutil import atomic_write  # noqa: E402
 from d2lhelpers.machine import cpu_name  # noqa: E402
-from d2lhelpers.precision import choose_precision  # noqa: E402
+from d2lhelpers.precision import BF16_CAPABILITY, choose_precision  # noqa: E402
 from d2lhelpers.settings import SHORT_RUN_ENV  # noqa: E402
 
 CARRY = ROOT / ".gpu"  # made here by --prepare, carried to the GPU machine; git ignores it
@@ -189,21 +191,20 @@ class Sizes:
 
 
 FULL = Sizes(
-    memory=("--size", "224", "--images", "256", "--precisions", "fp16", "bf16"),
-    loop=("--sizes", "224", "--precisions", "bf16", "fp16", "--images", "1024"),
+    memory=("--size", "224", "--images", "256"),
+    loop=("--sizes", "224", "--images", "1024"),
     bench=("--sizes", "224", "--skip-frozen"),  # 640 + 200 JPEGs, 3 epochs, 3 repeats
     variants=(
-        Variant("stand-in, bf16", PAGES, "bf16"),
-        Variant("stand-in, fp16 (a T4's path)", PAGES, "fp16"),
+        Variant("stand-in", PAGES),
+        Variant("stand-in, fp16 requested (a T4's path)", PAGES, "fp16"),
         Variant("real branch, 224 px", PAGES, real=True),
     ),
     page_limit=240,
     budget=540,
 )
 DRY = Sizes(
-    memory=("--size", "32", "--batch-size", "4", "--images", "8", "--precisions", "fp32"),
-    loop=("--sizes", "32", "--precisions", "fp32", "--images", "16", "--batch-size", "4",
-          "--repeats", "1"),
+    memory=("--size", "32", "--batch-size", "4", "--images", "8"),
+    loop=("--sizes", "32", "--images", "16", "--batch-size", "4", "--repeats", "1"),
     bench=("--sizes", "32", "--train-per-class", "10", "--test-per-class", "2", "--batch-size",
            "4", "--epochs", "2", "--repeats", "1", "--threads", "1", "--source", "random",
            "--skip-frozen"),
@@ -406,10 +407,20 @@ def sub_report(cfg: Config, stem: str, title: str) -> tuple[dict, str]:
     return read_json(cfg.work / f"{stem}.json"), f"### {title}\n\n{text}"
 
 
+def precisions(cfg: Config) -> list[str]:
+    """What the memory and the loop are measured in: fp16 (a T4's path), and bf16 where the GPU
+    has it; fp32 on a CPU."""
+    if cfg.device == "cpu":
+        return ["fp32"]
+    has_bf16 = torch.cuda.get_device_capability() >= BF16_CAPABILITY
+    return ["fp16", "bf16"] if has_bf16 else ["fp16"]
+
+
 def step_memory(cfg: Config) -> Outcome:
     out = cfg.work / "peak-memory.json"
     out.unlink(missing_ok=True)
     args = ["-m", "benchmarks.peak_memory", "--device", cfg.device, *cfg.sizes.memory]
+    args += ["--precisions", *precisions(cfg)]
     run_command(cfg, "memory", [*args, "--out", str(out)])
     report = read_json(out)
     lines = [memory_line(report, row) for row in report["rows"]]
@@ -430,6 +441,7 @@ def memory_line(report: dict, row: dict) -> str:
 
 def step_loop(cfg: Config) -> Outcome:
     args = ["-m", "benchmarks.loop_vs_bare", "--device", cfg.device, *cfg.sizes.loop]
+    args += ["--precisions", *precisions(cfg)]
     run_command(cfg, "loop", [*args, "--out-dir", str(cfg.work), "--name", "loop-vs-bare"])
     report, text = sub_report(cfg, "loop-vs-bare", "The loop against the bare model step")
     return Outcome([loop_line(row) for row in report["rows"]], report, markdown=text)
@@ -528,17 +540,18 @@ def run_variant(cfg: Config, variant: Variant) -> list[dict]:
             run = execute(CHAPTERS / name, limit, env, postlude=postlude, out_dir=out_dir)
             if fixture is not None:
                 real_branch_check.check_facts(run, fixture.weights.name, epochs)
-            run.failures += training_problems(name, run.text, expected_training(cfg, variant))
-            rows.append(page_row(variant, run))
+            expected = expected_training(cfg, variant)
+            run.failures += training_problems(name, run.text, expected)
+            rows.append(page_row(variant, expected[1], run))
         if fixture is not None and fixture.downloaded():
             rows[-1]["failures"].append("a hotdog.zip appeared in the data folder: a download ran")
     return rows
 
 
-def page_row(variant: Variant, run: Any) -> dict:
+def page_row(variant: Variant, precision: str, run: Any) -> dict:
     """One executed notebook as the report keeps it."""
     return {
-        "variant": variant.label,
+        "variant": f"{variant.label} ({precision})",
         "notebook": run.name,
         "seconds": run.seconds,
         "failures": list(run.failures),

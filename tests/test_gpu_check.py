@@ -174,6 +174,19 @@ def test_a_dry_run_never_writes_the_committed_results(gc) -> None:
         gc.parse_args(["--device", "cpu"])  # the full check needs a GPU
 
 
+@pytest.mark.parametrize(
+    ("capability", "expected"), [((7, 5), ["fp16"]), ((9, 0), ["fp16", "bf16"])]
+)
+def test_memory_and_loop_run_fp16_and_bf16_where_the_gpu_has_it(
+    gc, tmp_path, monkeypatch, capability, expected
+) -> None:
+    cfg = config(gc, tmp_path)
+    assert gc.precisions(cfg) == ["fp32"]  # on the CPU
+    monkeypatch.setattr(gc.torch.cuda, "get_device_capability", lambda: capability)
+    cfg.device = "cuda"
+    assert gc.precisions(cfg) == expected
+
+
 # ---- what the steps read -------------------------------------------------------------------
 
 
