@@ -31,9 +31,10 @@ not a failure.
    facts checked as there, with the chapter's full settings. Executed notebooks and every
    step's log go to ``_build/gpu-check/``.
 
-The steps run shortest first, so that a run cut short has written the most; ``--steps`` runs
-some of them (the report then holds those only), ``--budget`` bounds the seconds of all of
-them: a step that would start later is not run, and subprocesses are stopped at it.
+The steps run shortest first, so that a run cut short has written the most. ``--steps`` runs
+some of them (after install and probe), writing its report into ``_build/gpu-check/`` instead
+of over the full one. ``--budget`` bounds the seconds of all steps: a step that would start
+later is not run, and subprocesses are stopped at it.
 
 Carried (``make gpu-carry``, on a machine with internet): ``.gpu/wheels`` (about 17 MB) and
 ``.gpu/real-photos.zip`` (about 12 MB); with the tree, under the 64 MiB a GPU command takes.
@@ -792,14 +793,16 @@ def prepare() -> int:
 
 
 def config(args: argparse.Namespace) -> Config:
+    """The run the arguments ask for; only a full run of every step writes benchmarks/results."""
     sizes = DRY if args.dry else FULL
     work = ROOT / "_build" / ("gpu-check-dry" if args.dry else "gpu-check")
+    complete = not args.dry and tuple(args.steps) == STEPS
     return Config(
         dry=args.dry,
         device=args.device,
         sizes=sizes,
         work=work,
-        results=work if args.dry else RESULTS,
+        results=RESULTS if complete else work,
         budget=args.budget or sizes.budget,
         steps=tuple(args.steps),
     )

@@ -166,10 +166,11 @@ def test_the_report_files_are_replaced_whole_or_not_at_all(gc, tmp_path, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cuda.json", "cuda.md"]
 
 
-def test_a_dry_run_never_writes_the_committed_results(gc) -> None:
+def test_only_a_full_run_of_every_step_writes_the_committed_results(gc) -> None:
     cfg = gc.config(gc.parse_args(["--dry", "--device", "cpu"]))
     assert cfg.results != gc.RESULTS and cfg.results.is_relative_to(gc.ROOT / "_build")
     assert gc.config(gc.parse_args([])).results == gc.RESULTS
+    assert gc.config(gc.parse_args(["--steps", "pages"])).results == gc.ROOT / "_build/gpu-check"
     with pytest.raises(SystemExit):
         gc.parse_args(["--device", "cpu"])  # the full check needs a GPU
 
