@@ -19,8 +19,8 @@ export PYTHONHASHSEED := 0
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: book test venv lint unit fast widgets7 integration notebooks bench bench-install clean \
-	assets browser-deps browser colab-check gpu-check oldest real-check budget book-checks \
-	standin-model
+	assets browser-deps browser colab-check gpu-check gpu-check-dry gpu-carry oldest real-check \
+	budget book-checks standin-model
 
 venv: $(STAMP)
 
@@ -137,10 +137,12 @@ colab-check: $(COLAB_STAMP)
 
 # Each notebook runs its full lesson once, in the book build (whose executed copies book-checks
 # and the browser test read), and once shortened in the Colab-like environment; the last step
-# prints how often each one ran. real-check runs both once more, shortened, on the real branch.
+# prints how often each one ran. real-check runs both once more, shortened, on the real branch,
+# and gpu-check-dry the chapter's real branch once more, shortened, as the GPU check runs it.
 test:
 	@mkdir -p _build && rm -f $(RUNS_LOG) _build/book.log
-	$(MAKE) lint unit widgets7 integration colab-check book book-checks browser real-check
+	$(MAKE) lint unit widgets7 integration gpu-check-dry colab-check book book-checks browser \
+		real-check
 	$(BIN)/python scripts/notebook_runs.py $(RUNS_LOG) _build/book.log
 
 # The lower bounds of pyproject.toml, tested: the fast unit tests and the chapter on the stand-in
@@ -149,11 +151,23 @@ test:
 oldest:
 	bash scripts/oldest_check.sh
 
-# For a machine with a CUDA GPU (never run by `make test`): the CUDA unit tests, the chapter's
-# trainings on the stand-in at 224 px, and the A/B benchmark against d2l on that GPU, written to
-# benchmarks/results/cuda.{json,md}. See the script's header for installing without internet.
+# For a machine with a CUDA GPU and no internet, run with that machine's own python3 (its torch
+# and torchvision): the CUDA unit tests, peak memory against a T4's, the loop against the bare
+# model step, the A/B benchmark against d2l, and the pages (the stand-in in the auto precision
+# and in fp16, the real branch at 224 px), written to benchmarks/results/cuda.{json,md} (about
+# 5 minutes on an H200). What it needs and that machine lacks travels in .gpu/, which
+# `make gpu-carry` fills here (internet needed).
+# `make gpu-check-dry` (in `make test`) runs the same steps at tiny sizes on the CPU, into _build/.
+# See scripts/gpu_check.py.
+GPU_PYTHON ?= python3
 gpu-check:
-	bash scripts/gpu_check.sh
+	$(GPU_PYTHON) scripts/gpu_check.py
+
+gpu-carry: $(STAMP)
+	$(BIN)/python scripts/gpu_check.py --prepare
+
+gpu-check-dry: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python scripts/gpu_check.py --dry --device cpu
 
 # The notebooks' real-data branch (ws.kind == "real"), executed offline with D2LHELPERS_SHORT_RUN=1:
 # 48 real photos from pinned PyPI wheels (cached in $(D2LHELPERS_DATA)/real-photos-wheels) in a

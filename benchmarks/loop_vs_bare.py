@@ -16,7 +16,9 @@ after an untimed warm-up epoch, the median of ``--repeats`` interleaved measurem
   passes; the chapter evaluates its test split after every epoch).
 
 The ratio that matters is ``loop, loader`` / ``model``. The decoded images are random pixels
-with random photo sizes (the loader's work does not depend on the content).
+with random photo sizes (the loader's work does not depend on the content). On a GPU
+(``--device cuda``) the decoded images stay in host memory, as the chapter's do, and every
+measurement waits for the device at its start and end.
 
     .venv/bin/python -m benchmarks.loop_vs_bare --sizes 64 224 --precisions fp32 bf16
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -85,26 +88,39 @@ def consume(batches) -> None:
         pass
 
 
-def timed(work: Callable[[], object], images: int) -> float:
-    """Images per second of ``work()``."""
+def sync(device: torch.device) -> None:
+    """Wait for the device, so that a clock reading covers the work queued so far."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(work: Callable[[], object], images: int, device: torch.device = CPU) -> float:
+    """Images per second of ``work()`` on ``device``."""
+    sync(device)
     start = time.perf_counter()
     work()
+    sync(device)
     return images / (time.perf_counter() - start)
 
 
 def measure(
-    size: int, precision_name: str, images: int, batch_size: int, repeats: int
+    size: int,
+    precision_name: str,
+    images: int,
+    batch_size: int,
+    repeats: int,
+    device: torch.device = CPU,
 ) -> dict[str, float]:
-    """Every row of the module docstring for one crop size and precision: the median of
-    ``repeats`` interleaved measurements."""
+    """Every row of the module docstring for one crop size and precision on ``device``: the
+    median of ``repeats`` interleaved measurements."""
     recipe = Recipe(size)
-    precision = choose_precision(CPU, precision_name)
+    precision = choose_precision(device, precision_name)
     train = random_split(images, recipe.train_side, seed=1)
     test = random_split(images // 2, recipe.resize_side, seed=2)
-    loader = BatchLoader(train, batch_size, recipe, train=True, seed=0)
-    test_loader = BatchLoader(test, 2 * batch_size, recipe, train=False)
+    loader = BatchLoader(train, batch_size, recipe, train=True, seed=0, device=device)
+    test_loader = BatchLoader(test, 2 * batch_size, recipe, train=False, device=device)
     fixed = [(x.clone(), y.clone()) for x, y in loader]  # the same crops, made once
-    net = fresh_net()
+    net = fresh_net().to(device)
     optimizer = sgd(net)
     model_steps(net, fixed, precision, optimizer)  # warm-up epoch: oneDNN's kernels, allocator
     evaluate(net, test_loader, precision)
@@ -120,14 +136,21 @@ def measure(
     samples = {name: [] for name in rows}
     for _ in range(repeats):  # interleaved, so that a busy moment does not hit one row only
         for name, work in rows.items():
-            samples[name].append(timed(work, counts[name]))
+            samples[name].append(timed(work, counts[name], device))
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def machine(report: dict) -> str:
+    """The GPU and its host, or the CPU and its threads, in a few words."""
+    if report.get("gpu"):
+        return f"GPU {report['gpu']}, host {report['cpu']}"
+    return f"{report['cpu']}, {report['threads']} threads"
 
 
 def markdown(report: dict) -> str:
     lines = [
-        f"Command: `{report['command']}` ({report['finished']}; {report['cpu']}, "
-        f"{report['threads']} threads, torch {report['torch']}; batch {report['batch_size']}, "
+        f"Command: `{report['command']}` ({report['finished']}; {machine(report)}, "
+        f"torch {report['torch']}; batch {report['batch_size']}, "
         f"{report['images']} training images per row)",
         "",
         "| size | precision | model | model + SGD | loop, fixed batches | loop, loader "
@@ -171,9 +194,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--name", default="loop-vs-bare")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="JSON and Markdown")
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA GPU here; use --device cpu.")
     report = {
-        "command": "python -m benchmarks.loop_vs_bare " + " ".join(argv or []),
+        "command": "python -m benchmarks.loop_vs_bare "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -183,13 +213,13 @@ def main(argv: list[str] | None = None) -> None:
     }
     for size in args.sizes:
         for name in args.precisions:
-            rates = measure(size, name, args.images, args.batch_size, args.repeats)
+            rates = measure(size, name, args.images, args.batch_size, args.repeats, device)
             report["rows"].append({"size": size, "precision": name, "rates": rates})
             print(size, name, {k: round(v, 1) for k, v in rates.items()}, flush=True)
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
-    RESULTS.mkdir(exist_ok=True)
-    write_text(RESULTS / f"{args.name}.json", json.dumps(report, indent=1))
-    write_text(RESULTS / f"{args.name}.md", markdown(report))
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(args.out_dir / f"{args.name}.json", json.dumps(report, indent=1))
+    write_text(args.out_dir / f"{args.name}.md", markdown(report))
     print(markdown(report))
 
 

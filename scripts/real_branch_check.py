@@ -31,6 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parent
@@ -90,9 +91,45 @@ print({FACTS_MARK!r} + _json.dumps(_facts, default=str))
 """
 
 
-def check_facts(run: Run, weights_name: str) -> None:
+@dataclass(frozen=True)
+class Fixture:
+    """The real branch's inputs in a temporary folder: the kernels' environment, the data
+    folder (where no ``hotdog.zip`` may appear), the placed weights and the number of photos."""
+
+    env: dict[str, str]
+    data: Path
+    weights: Path
+    photos: int
+
+    def downloaded(self) -> bool:
+        """Whether a ``hotdog.zip`` appeared in the data folder (a download ran)."""
+        return (self.data / "hotdog.zip").exists()
+
+
+def make_fixture(tmp: Path, archive: bytes, short: bool = True) -> Fixture:
+    """The photos of ``archive`` (a ``real_photos.hotdog_zip``) extracted into ``tmp/data`` by
+    the package itself, and random weights placed in ``tmp/torch``; ``short``: the kernels run
+    with ``D2LHELPERS_SHORT_RUN=1``."""
+    data, torch_home = tmp / "data", tmp / "torch"
+    root = real_photos.extract_verified(data, archive)
+    photos = sorted(p for p in root.glob("*/*/*") if not p.name.startswith("."))
+    train = [p for p in photos if p.parts[-3] == "train"]
+    weights = real_photos.place_weights(torch_home, calibrate=train)
+    env = {
+        "D2LHELPERS_DATA_SOURCE": "real",
+        "D2LHELPERS_DATA": str(data),
+        "D2LHELPERS_CACHE": str(tmp / "decoded"),
+        "TORCH_HOME": str(torch_home),
+        "D2LHELPERS_SHORT_RUN": "1" if short else "0",
+        "D2LHELPERS_HOTDOG_URL": "",  # never used: the folder is verified already
+    }
+    print(f"real-check: {len(photos)} photos in {root}; weights {weights}", file=sys.stderr)
+    return Fixture(env, data, weights, len(photos))
+
+
+def check_facts(run: Run, weights_name: str, epochs: int = 1) -> None:
     """Append to ``run.failures`` what the real branch got wrong (nothing when it was cut short:
-    its failure is reported already)."""
+    its failure is reported already); ``epochs``: what SETTINGS must say (1 in a short run)."""
     if run.failures or not run.facts:
         run.failures += [] if run.failures else [f"{run.name}: the facts cell printed nothing"]
         return
@@ -114,10 +151,10 @@ def check_facts(run: Run, weights_name: str) -> None:
         for key, value in {**D2L_LEARNING_RATES, "batch_size": D2L_BATCH_SIZE}.items():
             if settings.get(key) is None or abs(settings[key] - value) > 1e-12:
                 fail(f"{run.name}: SETTINGS[{key!r}] is {settings.get(key)!r}, d2l's is {value:g}")
-        if settings.get("num_epochs") != 1:
+        if settings.get("num_epochs") != epochs:
             fail(
-                f"{run.name}: SETTINGS['num_epochs'] is {settings.get('num_epochs')!r} with "
-                "D2LHELPERS_SHORT_RUN=1 (expected 1)"
+                f"{run.name}: SETTINGS['num_epochs'] is {settings.get('num_epochs')!r}, "
+                f"expected {epochs}"
             )
     if BANNERS[run.name] not in run.text:
         fail(f"{run.name}: no output says {BANNERS[run.name]!r} (the real-data banner)")
@@ -178,37 +215,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="d2lhelpers-real-check-"))
     try:
-        data, torch_home = tmp / "data", tmp / "torch"
-        root = real_photos.verified_hotdog_folder(data, wheels)
-        photos = sorted(p for p in root.glob("*/*/*") if not p.name.startswith("."))
-        train = [p for p in photos if p.parts[-3] == "train"]
-        weights = real_photos.place_weights(torch_home, calibrate=train)
+        archive = real_photos.hotdog_zip(real_photos.photo_files(wheels))
+        fixture = make_fixture(tmp, archive)
         setup_seconds = time.perf_counter() - start
-        env = {
-            "D2LHELPERS_DATA_SOURCE": "real",
-            "D2LHELPERS_DATA": str(data),
-            "D2LHELPERS_CACHE": str(tmp / "decoded"),
-            "TORCH_HOME": str(torch_home),
-            "D2LHELPERS_SHORT_RUN": "1",
-            "D2LHELPERS_HOTDOG_URL": "",  # never used: the folder is verified already
-        }
-        print(f"real-check: {len(photos)} photos in {root}; weights {weights}", file=sys.stderr)
         runs = []
         for name in args.notebooks:
             print(f"real-check: executing {name} ...", file=sys.stderr, flush=True)
             run = execute(
-                args.chapters / name, args.timeout, env, postlude=POSTLUDE, out_dir=OUT_DIR
+                args.chapters / name, args.timeout, fixture.env, postlude=POSTLUDE, out_dir=OUT_DIR
             )
-            check_facts(run, weights.name)
+            check_facts(run, fixture.weights.name)
             runs.append(run)
-        if (data / "hotdog.zip").exists():
+        if fixture.downloaded():
             runs[-1].failures.append("a hotdog.zip appeared in the data folder: a download ran")
     finally:
         if args.keep:
             print(f"real-check: kept {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(summary(runs, setup_seconds, len(photos)))
+    print(summary(runs, setup_seconds, fixture.photos))
     failures = [f for run in runs for f in run.failures]
     for failure in failures:
         print(f"real-check: FAILED: {failure}", file=sys.stderr)

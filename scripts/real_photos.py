@@ -324,11 +324,17 @@ def hotdog_zip(files: dict[str, bytes]) -> bytes:
 def verified_hotdog_folder(data_dir: Path, wheels: dict[str, Path]) -> Path:
     """``data_dir/hotdog``, extracted by the package's own :func:`extract_zip` from a zip of the
     photos (which is then deleted), so that it carries the package's extraction manifest."""
+    return extract_verified(data_dir, hotdog_zip(photo_files(wheels)))
+
+
+def extract_verified(data_dir: Path, archive_bytes: bytes) -> Path:
+    """``data_dir/hotdog``, extracted by the package's own :func:`extract_zip` from
+    ``archive_bytes`` (a :func:`hotdog_zip`, written beside it and then deleted)."""
     from d2lhelpers.download import extract_zip, extraction_problem
 
     data_dir.mkdir(parents=True, exist_ok=True)
     archive = data_dir / "real-photos.zip"  # not hotdog.zip: that name must be d2l's file
-    archive.write_bytes(hotdog_zip(photo_files(wheels)))
+    archive.write_bytes(archive_bytes)
     try:
         root = extract_zip(archive, data_dir, "hotdog")
     finally:
