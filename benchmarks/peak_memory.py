@@ -31,10 +31,10 @@ from torchvision.models import resnet18
 from benchmarks.loop_vs_bare import random_split, write_text
 from d2lhelpers.chapter import chapter_settings
 from d2lhelpers.data import HotdogData, Recipe
+from d2lhelpers.environment import PRECISION_ENV
 from d2lhelpers.finetune import train_fine_tuning
 from d2lhelpers.models import make_target_model
 from d2lhelpers.run import Run
-from d2lhelpers.settings import PRECISION_ENV
 
 T4_MIB = 15_360  # a T4's memory as nvidia-smi shows it
 MIB = 2**20
@@ -82,7 +82,7 @@ def measure(data: HotdogData, batch_size: int, precision: str, device: torch.dev
     torch.manual_seed(0)
     net = make_target_model(resnet18(), num_classes=2)
     rate = chapter_settings("real")["finetune_lr"]
-    run = Run(device=device, live=False)
+    run = Run(device=device)
     history = train_fine_tuning(net, data, rate, batch_size, num_epochs=1, run=run)
     row = {"request": precision, "precision": history.precision, "status": history.status}
     return row | memory_row(device)

@@ -101,10 +101,10 @@ for _path in (str(SCRIPTS), str(ROOT)):  # the sibling scripts, and this checkou
 import torch  # noqa: E402
 
 from d2lhelpers.chapter import chapter_settings  # noqa: E402
+from d2lhelpers.environment import SHORT_RUN_ENV  # noqa: E402
 from d2lhelpers.fileutil import atomic_write  # noqa: E402
 from d2lhelpers.machine import cpu_name  # noqa: E402
 from d2lhelpers.precision import BF16_CAPABILITY, choose_precision  # noqa: E402
-from d2lhelpers.settings import SHORT_RUN_ENV  # noqa: E402
 
 CARRY = ROOT / ".gpu"  # made here by --prepare, carried to the GPU machine; git ignores it
 WHEELS = CARRY / "wheels"
