@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -31,7 +30,6 @@ from torchvision.models import resnet18
 from benchmarks.loop_vs_bare import random_split, write_text
 from d2lhelpers.chapter import chapter_settings
 from d2lhelpers.data import HotdogData, Recipe
-from d2lhelpers.environment import PRECISION_ENV
 from d2lhelpers.finetune import train_fine_tuning
 from d2lhelpers.models import make_target_model
 from d2lhelpers.run import Run
@@ -77,12 +75,11 @@ def memory_row(device: torch.device) -> dict[str, float | bool | None]:
 
 def measure(data: HotdogData, batch_size: int, precision: str, device: torch.device) -> dict:
     """One epoch of the chapter's fine-tuning under ``precision``, and its memory."""
-    os.environ[PRECISION_ENV] = precision  # the Run chooses its precision from it
     fresh_peaks(device)
     torch.manual_seed(0)
     net = make_target_model(resnet18(), num_classes=2)
     rate = chapter_settings("real")["finetune_lr"]
-    run = Run(device=device)
+    run = Run(device=device, precision=precision)
     history = train_fine_tuning(net, data, rate, batch_size, num_epochs=1, run=run)
     row = {"request": precision, "precision": history.precision, "status": history.status}
     return row | memory_row(device)
