@@ -408,6 +408,7 @@ class BatchLoader:
         except ValueError as err:
             reason = " for training (BatchNorm needs two examples per batch)" if train else ""
             raise ValueError(f"{err}".rstrip(".") + reason + ".") from None
+        seed = non_negative_int("seed", seed)
         if recipe.size > images.stored_size:
             raise ValueError(
                 f"Crop size {recipe.size} exceeds the decoded image size {images.stored_size}; "
