@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin
 
+from .checks import one_line
 from .fileutil import display_path
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -32,7 +33,12 @@ JPEG_MAGIC = b"\xff\xd8\xff"  # the first bytes of every JPEG file
 
 
 class BadImageError(ValueError):
-    """An image file that cannot be decoded (unreadable, truncated, empty)."""
+    """An image file that cannot be decoded (unreadable, truncated, empty): the message is
+    ``<path>: <reason>``, and ``reason`` says why in plain words."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{display_path(path)}: {reason}")
+        self.reason = reason
 
 
 def is_image_file(path: Path) -> bool:
@@ -106,8 +112,9 @@ def _open(path: Path, size: int | None) -> Image.Image:
     if width * height > MAX_JPEG_PIXELS:
         img.close()
         raise BadImageError(
-            f"{display_path(path)}: {width} x {height} pixels is more than MAX_JPEG_PIXELS "
-            f"({MAX_JPEG_PIXELS:,}); scale the photo down."
+            path,
+            f"{width} x {height} pixels is more than MAX_JPEG_PIXELS ({MAX_JPEG_PIXELS:,}); "
+            "scale the photo down",
         )
     img.draft("RGB", (size, size))  # DCT scaling: never below ``size``
     return img
@@ -136,4 +143,15 @@ def load_rgb(path: Path, size: int | None = None) -> Image.Image:
         Image.DecompressionBombWarning,
         Image.DecompressionBombError,
     ) as err:
-        raise BadImageError(f"{display_path(path)}: {type(err).__name__}: {err}") from err
+        raise BadImageError(path, _reason(err)) from err
+
+
+def _reason(err: BaseException) -> str:
+    """Why decoding failed, in plain words (no Python class names)."""
+    if isinstance(err, (Image.DecompressionBombWarning, Image.DecompressionBombError)):
+        return f"more than {Image.MAX_IMAGE_PIXELS:,} pixels, PIL's limit for decoding at full size"
+    if isinstance(err, Image.UnidentifiedImageError):
+        return "not an image file in a format PIL reads"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror.lower()
+    return one_line(err, with_type=False)
