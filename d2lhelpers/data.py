@@ -45,7 +45,14 @@ from torchvision.ops import roi_align
 from torchvision.transforms.functional import resize
 from tqdm.auto import tqdm
 
-from .checks import finite_range, int_at_least, non_negative_int, positive_finite, positive_int
+from .checks import (
+    finite,
+    finite_range,
+    int_at_least,
+    non_negative_int,
+    positive_finite,
+    positive_int,
+)
 from .environment import cache_dir_setting
 from .fileutil import (
     atomic_write,
@@ -87,6 +94,8 @@ class Recipe:
         for name, values in (("Recipe.mean", self.mean), ("Recipe.std", self.std)):
             if len(values) != 3:
                 raise ValueError(f"{name} must hold 3 values (R, G, B), got {values!r}.")
+        for value in self.mean:
+            finite("Recipe.mean", value)
         for value in self.std:
             positive_finite("Recipe.std", value)
 
