@@ -230,7 +230,7 @@ def _unloadable(err: Exception) -> str:
         return "torch.save did not write it, or it is damaged"
     parts = (" ".join(part.split()) for part in message.split("\n\n"))
     detail = [p for p in parts if p and "weights_only" not in p and "documentation" not in p]
-    why = f" ({detail[0][:200]})" if detail else ""
+    why = f" ({detail[0][:200].rstrip('.')})" if detail else ""
     return (
         f"it holds Python objects other than tensors and plain data{why}, which are not "
         "loaded as they could run code"

@@ -179,6 +179,16 @@ class Parallel:
         """True on rank 0, the process that reports and saves."""
         return self.rank == 0
 
+    def check_batch_size(self, batch_size: int) -> int:
+        """``batch_size`` (the global one) when it is a multiple of the number of processes,
+        with at least two examples per process; ValueError otherwise."""
+        if batch_size % self.processes or batch_size < 2 * self.processes:
+            raise ValueError(
+                f"batch_size {batch_size} must be a multiple of the number of processes "
+                f"({self.processes}), with at least 2 examples per process."
+            )
+        return batch_size
+
     def shard(
         self, net: nn.Module, train_iter: BatchLoader, held_out_iter: BatchLoader
     ) -> tuple[DistributedDataParallel, ShardedBatches, HeldOutShare]:
@@ -188,13 +198,7 @@ class Parallel:
         ``train_iter``'s batch size is the global one; it must be a multiple of the number of
         processes, with at least two examples per process.
         """
-        batch_size = train_iter.batch_size
-        if batch_size % self.processes or batch_size < 2 * self.processes:
-            raise ValueError(
-                f"batch_size {batch_size} must be a multiple of the number of processes "
-                f"({self.processes}), with at least 2 examples per process."
-            )
-        share = batch_size // self.processes
+        share = self.check_batch_size(train_iter.batch_size) // self.processes
         seed = int(np.random.SeedSequence([train_iter.generator.initial_seed(), self.rank])
                    .generate_state(1)[0])  # fmt: skip
         local = BatchLoader(
