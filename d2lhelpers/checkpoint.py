@@ -10,7 +10,8 @@ A checkpoint is one ``torch.save`` file holding plain data only, so that
                   "versions": {"torch": ..., "torchvision": ..., "d2lhelpers": ...},
                   "saved_at": "2024-01-01T12:00:00+00:00", "extra": {...}}}
 
-It is written atomically (a temporary file, then a rename): a crash leaves the old file or none.
+It is written atomically (a temporary file, then a rename) holding ``<name>.lock``: a crash
+leaves the old file or none, and the next save removes the temporary file a killed one left.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from torchvision.ops import FrozenBatchNorm2d
 from . import __version__
 from .checks import one_line
 from .data import Recipe
-from .fileutil import atomic_write, display_path
+from .fileutil import display_path, replace_file
 
 FORMAT = "d2lhelpers-finetuned/1"
 ARCHITECTURE = "resnet18"
@@ -136,12 +137,15 @@ def save_model(
     extra: dict | None = None,
 ) -> Path:
     """Save the ResNet-18 ``net`` with its metadata to ``path`` atomically (its folder is
-    created if missing); return the path.
+    created if missing), holding ``path``'s lock and removing the temporary files that killed
+    saves of it left; return the path.
 
     ``extra`` (plain data only) is kept in ``metadata["extra"]``. A net whose BatchNorm layers
     were frozen (:func:`~d2lhelpers.models.freeze_batchnorm`) is saved as the plain ResNet-18
     that computes the same in eval mode. Raises ValueError, before writing, when ``net`` is not
-    a ResNet-18 with ``len(classes)`` outputs or a value is not plain data.
+    a ResNet-18 with ``len(classes)`` outputs, a weight is not finite or a value is not plain
+    data; OSError (ENOSPC) naming the file and the space it needs when the disk is full, and
+    nothing is left behind.
     """
     classes = [str(name) for name in classes]
     state = _plain_state(net)
@@ -168,9 +172,9 @@ def save_model(
         "extra": plain("extra", dict(extra or {})),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "state_dict": state, "metadata": metadata}
-    atomic_write(path, lambda f: torch.save(payload, f))
+    size = sum(tensor.nbytes for tensor in state.values()) + (1 << 20)  # and the metadata's
+    replace_file(path, lambda f: torch.save(payload, f), size)
     return path
 
 

@@ -3,6 +3,7 @@ atomic writes, and a clear error naming the file for every way a file can be wro
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -160,7 +161,35 @@ def test_save_is_atomic(
             net, path, classes=HOTDOG_CLASSES, recipe=RECIPE, source_model="x", test_acc=None
         )
     assert path.read_bytes() == b"the previous model"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.lock"]
+
+
+def test_a_save_removes_the_temporaries_of_killed_saves_and_survives_a_full_disk(
+    saved: tuple[nn.Module, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net, _ = saved
+    path = tmp_path / "model.pt"
+    killed = [tmp_path / f"model.pt.{tag}.tmp" for tag in ("x1y2z3", "a9b8c7")]
+    for leftover in killed:
+        leftover.write_bytes(b"40 MB of a model, once")
+    common = {"classes": HOTDOG_CLASSES, "recipe": RECIPE, "source_model": "x", "test_acc": None}
+    save_model(net, path, **common)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.lock"]
+    assert load_model(path)[1]["source_model"] == "x"
+    real_save = torch.save
+
+    def full_disk(obj: object, f) -> None:
+        try:
+            real_save(obj, f)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0") from None
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"model\.pt: it needs about 4[0-9.]+ MiB, and"):
+        save_model(net, path, **{**common, "source_model": "y"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.lock"]
+    assert load_model(path)[1]["source_model"] == "x"  # the previous model, whole
 
 
 def test_save_refuses_what_it_cannot_load(saved: tuple[nn.Module, Path], tmp_path: Path) -> None:
