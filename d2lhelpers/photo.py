@@ -3,10 +3,11 @@
 :func:`load_photo` turns any of those into an upright RGB image, decoding as
 :func:`d2lhelpers.images.load_rgb` decodes the data set (EXIF rotation, CMYK, 16-bit, palette
 and transparency; a JPEG asked for a ``size`` is decoded at reduced scale, so a 100-megapixel
-phone photo costs little). Anything that goes wrong is a :class:`PhotoError` that names the
-input and says what to do. :func:`classify_photo` applies the test transform exactly as the
-test loader does (squash to ``recipe.resize_side`` as the decoded cache does, then the
-loader's centre crop and normalisation). The book's panel
+phone photo costs little; a progressive one is refused above 24 megapixels). Anything that
+goes wrong is a :class:`PhotoError` that names the input and gives one reason in plain words;
+an address is fetched within one overall deadline. :func:`classify_photo` applies the test
+transform exactly as the test loader does (squash to ``recipe.resize_side`` as the decoded
+cache does, then the loader's centre crop and normalisation). The book's panel
 (:class:`d2lhelpers.book.photo_panel.PhotoPanel`) puts both behind an upload button and an
 address field.
 """
