@@ -65,8 +65,11 @@ examples:
 
 A process that fails or hangs ends the job: torchrun stops the other processes of its machine
 at once, and those of other machines stop at their next collective operation, after --timeout
-seconds at the latest. Exit status: 0 when training ended normally, 1 when it diverged, was
-stopped or failed, 130 when interrupted."""
+seconds at the latest, each saying so in one line. A process that is stopped (SIGSTOP, Ctrl-Z)
+cannot end: the others stop after --timeout seconds, and its torchrun kills it 30 s later.
+Exit status: 0 when training ended normally, 1 when it diverged, was stopped or failed, 2 when
+an option, an output path or the data was refused (in one line, before training), 130 when
+interrupted."""
 
 SCRATCH_SOURCE = "none (trained from scratch)"
 PROG = "python -m d2lhelpers.cli"
@@ -92,8 +95,9 @@ def _checked(check: Callable[[str, Any], Any], convert: type, name: str) -> Call
 
 
 def _fail(message: str) -> NoReturn:
-    """End the command with ``message`` on one line (exit status 2), before any work."""
-    raise SystemExit(f"{PROG}: error: {' '.join(message.split())}")
+    """End the command with ``message`` on one line (exit status 2), before any training."""
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,9 +351,12 @@ def save(
 
 
 def _from_collective(err: BaseException) -> bool:
-    """Whether ``err`` was raised in a collective operation of ``torch.distributed`` (or DDP),
-    as when another process of the job failed, left or hung past the timeout."""
+    """Whether ``err`` was raised in a collective operation of ``torch.distributed`` (or DDP,
+    also in the backward pass's all-reduce, whose gloo or NCCL error names its backend), as
+    when another process of the job failed, left or hung past the timeout."""
     if isinstance(err, dist.DistError):
+        return True
+    if any(backend in str(err).lower() for backend in ("gloo", "nccl")):
         return True
     frames = traceback.extract_tb(err.__traceback__)
     where = Path(frames[-1].filename).parts[-3:] if frames else ()
@@ -373,11 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as err:
         if parallel is None or not _from_collective(err):
             raise
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(
             f"d2lhelpers.cli: rank {parallel.rank} of {parallel.processes} stops: another "
             f"process of the job failed, left or did not answer within --timeout "
-            f"({args.timeout:g} s). {type(err).__name__}: {reason}",
+            f"({args.timeout:g} s). {one_line(err, with_type=False)[:300]}",
             file=sys.stderr,
         )
         return 1  # without destroying the process group, which can wait on the lost peer

@@ -48,9 +48,12 @@ exit status; ``torchrun`` then stops the other processes on its machine at once 
 workers every ``--monitor-interval`` seconds, 0.1 by default), and the processes on other
 machines find the peer gone in their next collective operation (a closed connection) or, at
 the latest, when it times out after ``timeout`` seconds (:data:`DEFAULT_TIMEOUT_S`, the CLI's
-``--timeout``), raise and exit. The same timeout bounds a process that hangs. NCCL enforces it
-through its watchdog (``TORCH_NCCL_ASYNC_ERROR_HANDLING``, on by default), gloo in every
-operation. Collective operations happen only inside training and evaluation, where the
+``--timeout``), raise and exit (the command line says so in one line, also when gloo or
+NCCL raises in DDP's all-reduce of the backward pass). The same timeout bounds a process that
+hangs. NCCL enforces it through its watchdog (``TORCH_NCCL_ASYNC_ERROR_HANDLING``, on by
+default), gloo in every operation. A process that is stopped (SIGSTOP) ignores torchrun's
+SIGTERM until torchrun kills it after its grace period (30 s): that job ends about 30 s after
+``timeout``. Collective operations happen only inside training and evaluation, where the
 processes keep in step; before training, every process prepares its data on its own (in the
 data folder's locks), so a first run that builds the stand-in on one machine only needs a
 longer timeout (or a run alone first).

@@ -12,6 +12,7 @@ import torch
 from d2lhelpers import cli
 from d2lhelpers.checkpoint import save_model
 from d2lhelpers.data import HOTDOG_CLASSES, Recipe
+from d2lhelpers.distributed import Parallel
 
 # torchrun's @record on main() cannot install its fault handler under pytest's capture
 pytestmark = pytest.mark.filterwarnings("ignore:Unable to enable fault handler:UserWarning")
@@ -34,11 +35,10 @@ def answer(args: list[str], capsys: pytest.CaptureFixture) -> str:
     """What the command prints when it refuses ``args``: one line, no traceback."""
     with pytest.raises(SystemExit) as caught:
         cli.main(args)
-    assert caught.value.code != 0
-    printed = capsys.readouterr().err
-    text = caught.value.code if isinstance(caught.value.code, str) else printed
-    assert text.strip() and "\n" not in text.strip(), text
-    assert "Traceback" not in printed and "Error:" not in text, text
+    assert caught.value.code == 2
+    text = capsys.readouterr().err
+    assert text.count("\n") == 1, text
+    assert "Traceback" not in text and "Error:" not in text, text
     return text
 
 
@@ -130,3 +130,41 @@ def test_a_source_checkpoint_that_is_not_one_is_named_in_one_line(
 def test_a_source_checkpoint_needs_its_images(tmp_path: Path, capsys) -> None:
     text = answer(["--source-checkpoint", str(tmp_path / "s.pt")], capsys)
     assert "--source-checkpoint needs --images" in text
+
+
+# What gloo raises from DDP's all-reduce in loss.backward() when another rank died
+GLOO_FAILURE = (
+    "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error "
+    "[127.0.0.1]:36783: Connection reset by peer. This is typically caused by a remote worker "
+    "hanging or bugs in the application."
+)
+
+
+def backward_all_reduce(message: str) -> None:
+    raise RuntimeError(message)
+
+
+@pytest.fixture
+def rank_0_of_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "under_torchrun", lambda: True)
+    monkeypatch.setattr(cli, "start", lambda **kwargs: Parallel(0, 2, torch.device("cpu")))
+
+
+def test_a_surviving_rank_says_in_one_line_that_another_process_failed(
+    rank_0_of_2, monkeypatch, capsys
+) -> None:
+    monkeypatch.setattr(cli, "train", lambda args, parallel: backward_all_reduce(GLOO_FAILURE))
+    assert cli.main(["--data", "standin", "--timeout", "8"]) == 1
+    printed = capsys.readouterr().err
+    assert printed.count("\n") == 1, printed
+    assert "rank 0 of 2 stops: another process of the job failed" in printed
+    assert "--timeout (8 s)" in printed and "Connection reset by peer" in printed
+    assert "Traceback" not in printed and "RuntimeError" not in printed
+
+
+def test_other_failures_of_a_rank_are_not_taken_for_a_lost_process(
+    rank_0_of_2, monkeypatch
+) -> None:
+    monkeypatch.setattr(cli, "train", lambda args, parallel: backward_all_reduce("a bug"))
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main(["--data", "standin"])
