@@ -335,7 +335,7 @@ def save(
     history: History,
 ) -> None:
     """Save the trained ``net`` where ``--save`` says; a model that cannot be saved (weights
-    that diverged to NaN) is reported in one line."""
+    that diverged to NaN, a full disk) is reported in one line."""
     try:
         save_model(
             net,
@@ -346,8 +346,9 @@ def save(
             test_acc=history.final.held_out_acc if history.final else None,
             extra={"hparams": history.hparams, "status": history.status_text()},
         )
-    except ValueError as err:
-        print(f"{PROG}: --save {display_path(args.save)} not written: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        reason = one_line(err, with_type=False)
+        print(f"{PROG}: --save {display_path(args.save)} not written: {reason}", file=sys.stderr)
 
 
 def _from_collective(err: BaseException) -> bool:

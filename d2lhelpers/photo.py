@@ -274,6 +274,8 @@ def _check_readable(path: Path, label: str) -> None:
     try:
         if path.is_dir():
             reason = "a folder, not a file"
+        elif path.exists() and not path.is_file():
+            reason = "not a regular file"  # a device or a pipe, which open() could wait on
         else:
             with open(path, "rb"):
                 return

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, read_plain
+from .checkpoint import CheckpointError, read_plain, recipe_from_metadata
 from .checks import one_line
 from .data import HotdogData, Recipe, hotdog_data
 from .download import (
@@ -257,9 +257,11 @@ def read_source_checkpoint(path: Path) -> dict:
     if missing:
         raise CheckpointError(f"{where} is not {SOURCE_CHECKPOINT}: it lacks {', '.join(missing)}.")
     try:
-        source_recipe(checkpoint)
+        recipe_from_metadata({"recipe": {"size": checkpoint["settings"]["image_size"]}}, where)
         History.from_dict(checkpoint["history"])
         standin_resnet18(checkpoint)
+    except CheckpointError:
+        raise
     except (TypeError, KeyError, ValueError, RuntimeError) as err:
         reason = f"it lacks {err}" if isinstance(err, KeyError) else one_line(err, False)[:300]
         raise CheckpointError(f"{where} is not {SOURCE_CHECKPOINT}: {reason}") from err

@@ -13,6 +13,7 @@ from d2lhelpers import cli
 from d2lhelpers.checkpoint import save_model
 from d2lhelpers.data import HOTDOG_CLASSES, Recipe
 from d2lhelpers.distributed import Parallel
+from d2lhelpers.standin import SHIPPED_SOURCE
 
 # torchrun's @record on main() cannot install its fault handler under pytest's capture
 pytestmark = pytest.mark.filterwarnings("ignore:Unable to enable fault handler:UserWarning")
@@ -107,7 +108,18 @@ class RunsCode:
         return (os.system, ("echo pwned",))
 
 
+def shipped_with(path: Path, **settings: object) -> Path:
+    """The shipped stand-in source model with ``settings`` changed, saved at ``path``."""
+    checkpoint = torch.load(SHIPPED_SOURCE, weights_only=True)
+    torch.save({**checkpoint, "settings": {**checkpoint["settings"], **settings}}, path)
+    return path
+
+
 SOURCE_CHECKPOINTS = {
+    "image-size-10**7": (
+        lambda p: shipped_with(p, image_size=10**7),
+        "crop size 10000000 (resized to 11428571) is beyond 1024",
+    ),
     "plain-state-dict": (plain_state_dict, "holds weights alone (a plain state_dict)"),
     "junk": (lambda p: p.write_bytes(b"not a checkpoint" * 8) and p, "torch.save did not write it"),
     "fine-tuned-model": (fine_tuned, "it lacks classes, settings, history, train_images"),
