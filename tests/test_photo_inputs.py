@@ -49,7 +49,15 @@ BAD_INPUTS = {
     "folder": (lambda tmp: tmp / "photos", "photos: a folder, not a file"),
     "not-an-image": (lambda tmp: _write(tmp / "notes.jpg", b"text, not pixels"), "notes.jpg"),
     "truncated": (lambda tmp: _write(tmp / "cut.jpg", jpeg_bytes()[:200]), "cut.jpg"),
+    "pipe": (lambda tmp: _fifo(tmp / "pipe.jpg"), "pipe.jpg: not a regular file"),
 }
+
+
+def _fifo(path: Path) -> Path:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    os.mkfifo(path)
+    return path
 
 
 def _write(path: Path, data: bytes) -> Path:
