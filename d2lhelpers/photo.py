@@ -171,6 +171,8 @@ def _watched(connection_class: type, watch: Callable[[socket.socket], None]) -> 
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
+    """urllib's HTTP handler, its connections watched."""
+
     def __init__(self, watch: Callable[[socket.socket], None]) -> None:
         super().__init__()
         self.watch = watch
@@ -180,6 +182,8 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
+    """urllib's HTTPS handler, its connections watched."""
+
     def __init__(self, watch: Callable[[socket.socket], None]) -> None:
         super().__init__()
         self.watch = watch
