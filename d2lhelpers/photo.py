@@ -294,10 +294,17 @@ def _load_bytes(data: bytes, name: str, size: int | None, max_pixels: int) -> Im
     """Decode ``data`` through a temporary file (``load_rgb`` reads paths only)."""
     if not data:
         raise PhotoError(_unreadable(name, "the file is empty (0 bytes)"))
-    with tempfile.TemporaryDirectory(prefix="d2lhelpers-photo-") as folder:
-        path = Path(folder) / "photo"
-        path.write_bytes(data)
-        return _load_file(path, name, size, max_pixels)
+    try:
+        with tempfile.TemporaryDirectory(prefix="d2lhelpers-photo-") as folder:
+            path = Path(folder) / "photo"
+            path.write_bytes(data)
+            return _load_file(path, name, size, max_pixels)
+    except OSError as err:  # no room or no temporary folder: PhotoErrors pass through
+        raise PhotoError(
+            f"Could not decode the photo {name}: its temporary copy could not be written in "
+            f"{tempfile.gettempdir()} ({err.strerror or one_line(err, with_type=False)}). Free "
+            "some space there, or set TMPDIR to another folder."
+        ) from err
 
 
 def _unreadable(name: str, reason: str) -> str:

@@ -121,3 +121,13 @@ def test_a_refused_connection_is_a_photo_error_in_plain_words() -> None:
     ) as caught:
         fetch_photo("http://127.0.0.1:9/cat.jpg", timeout=2)
     assert_one_clear_reason(caught.value, "127.0.0.1:9/cat.jpg")
+
+
+def test_no_room_for_the_temporary_copy_is_a_photo_error(monkeypatch) -> None:
+    def full(self, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(PhotoError, match="No space left on device") as caught:
+        load_photo(jpeg_bytes(), name="cat.jpg")
+    assert_one_clear_reason(caught.value, "cat.jpg")
