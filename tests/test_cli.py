@@ -180,3 +180,17 @@ def test_other_failures_of_a_rank_are_not_taken_for_a_lost_process(
     monkeypatch.setattr(cli, "train", lambda args, parallel: backward_all_reduce("a bug"))
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["--data", "standin"])
+
+
+def test_a_batch_the_processes_cannot_share_is_refused_before_decoding(
+    rank_0_of_2, monkeypatch, capsys
+) -> None:
+    class Undecoded:
+        kind = "standin"
+
+        def data(self) -> None:
+            raise AssertionError("decoded before the batch size was checked")
+
+    monkeypatch.setattr(cli, "load_data", lambda args, progress: Undecoded())
+    text = answer(["--data", "standin", "--batch-size", "5"], capsys)
+    assert "batch_size 5 must be a multiple of the number of processes (2)" in text
