@@ -265,7 +265,7 @@ def _write_cache(
             meta["sizes"].append(result[1])
             meta["paths"].append(str(path))
 
-    atomic_write(pixel_path, write)
+    atomic_write(pixel_path, write, len(items) * 3 * stored_size * stored_size)
     return meta
 
 
