@@ -15,6 +15,7 @@ import operator
 from typing import Any
 
 __all__ = [
+    "finite",
     "finite_range",
     "int_at_least",
     "non_negative_finite",
@@ -43,6 +44,11 @@ def _finite(name: str, value: Any) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{name} must be a finite number, got {value!r}.")
     return number
+
+
+def finite(name: str, value: Any) -> float:
+    """``value`` as a finite float, else ValueError."""
+    return _finite(name, value)
 
 
 def int_at_least(name: str, value: Any, minimum: int) -> int:

@@ -25,6 +25,7 @@ than the test split, so that small crops are less blurry than a test-resolution 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import glob
 import hashlib
 import json
@@ -45,8 +46,15 @@ from torchvision.ops import roi_align
 from torchvision.transforms.functional import resize
 from tqdm.auto import tqdm
 
-from .checks import finite_range, int_at_least, non_negative_int, positive_finite, positive_int
-from .environment import cache_dir_setting
+from .checks import (
+    finite,
+    finite_range,
+    int_at_least,
+    non_negative_int,
+    positive_finite,
+    positive_int,
+)
+from .environment import CACHE_DIR_ENV, DATA_DIR_ENV, cache_dir_setting
 from .fileutil import (
     atomic_write,
     data_dir,
@@ -87,6 +95,8 @@ class Recipe:
         for name, values in (("Recipe.mean", self.mean), ("Recipe.std", self.std)):
             if len(values) != 3:
                 raise ValueError(f"{name} must hold 3 values (R, G, B), got {values!r}.")
+        for value in self.mean:
+            finite("Recipe.mean", value)
         for value in self.std:
             positive_finite("Recipe.std", value)
 
@@ -255,31 +265,49 @@ def _write_cache(
             meta["sizes"].append(result[1])
             meta["paths"].append(str(path))
 
-    atomic_write(pixel_path, write)
+    atomic_write(pixel_path, write, len(items) * 3 * stored_size * stored_size)
     return meta
 
 
 def _cache_meta(stem: Path, stored_size: int) -> dict | None:
     """The metadata of the complete cache at ``stem``, or None when it is absent or its pixel
-    file does not hold exactly the rows the metadata lists."""
+    file does not hold exactly the rows the metadata lists; PermissionError naming
+    ``D2LHELPERS_CACHE`` when it is there but cannot be read (another user's)."""
     try:
         meta = json.loads(stem.with_suffix(".json").read_text())
-        nbytes = len(meta["labels"]) * 3 * stored_size * stored_size
-        complete = stem.with_suffix(".u8").stat().st_size == nbytes
+        pixels = stem.with_suffix(".u8")
+        complete = pixels.stat().st_size == len(meta["labels"]) * 3 * stored_size * stored_size
+        if complete and not os.access(pixels, os.R_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(pixels))
+    except PermissionError as err:
+        raise PermissionError(
+            f"Cannot read the decoded-image cache {display_path(err.filename or stem)} "
+            f"({err.strerror}). Set the environment variable {CACHE_DIR_ENV} to a folder of "
+            "your own (or pass cache_dir=)."
+        ) from err
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return meta if complete else None
 
 
+def _cache_settings(chosen: bool) -> tuple[str, ...]:
+    """The environment variables that move the cache folder: none when the caller chose it;
+    ``D2LHELPERS_CACHE``, and ``D2LHELPERS_DATA`` too when the cache is in the data folder."""
+    if chosen:
+        return ()
+    return (CACHE_DIR_ENV,) if cache_dir_setting() else (CACHE_DIR_ENV, DATA_DIR_ENV)
+
+
 def _build_cache(
-    items: Sequence[tuple[Path, int]], stem: Path, stored_size: int, desc: str
+    items: Sequence[tuple[Path, int]], stem: Path, stored_size: int, desc: str, chosen: bool
 ) -> dict:
     """Write the cache at ``stem`` holding its lock and return its metadata; then remove the
     folder's stale caches of this split and size, and temporaries that killed runs left (no
-    live process owns them: every writer holds the lock)."""
+    live process owns them: every writer holds the lock). A folder that cannot be written is a
+    PermissionError naming the setting that chooses another (none when the caller ``chosen``
+    it)."""
     prefix = stem.name.rsplit("-", 1)[0]  # "<split>-<S>px"
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    with exclusive(stem.parent / f"{prefix}.lock"):
+    with exclusive(stem.parent / f"{prefix}.lock", settings=_cache_settings(chosen)):
         meta = _cache_meta(stem, stored_size)  # another process may have written it meanwhile
         if meta is None:
             meta = _write_cache(items, stored_size, desc, stem.with_suffix(".u8"))
@@ -300,6 +328,20 @@ def _load_pixels(pixel_path: Path, count: int, stored_size: int, ram_budget: int
     return np.memmap(pixel_path, dtype=np.uint8, mode="r", shape=shape)
 
 
+def _cache_stem(
+    split_dir: Path, name: str, stored_size: int, cache_dir: str | os.PathLike | None
+) -> Path:
+    """Where the cache ``name`` of ``split_dir`` is read or written: in ``cache_dir`` when
+    given; else beside the images when a complete one is there, even in a read-only folder
+    (and ``$D2LHELPERS_CACHE`` unset); else in :func:`decode_cache_dir`."""
+    if cache_dir is not None:
+        return Path(cache_dir) / name
+    beside = split_dir.parent / ".decoded" / name
+    if not cache_dir_setting() and _cache_meta(beside, stored_size) is not None:
+        return beside
+    return decode_cache_dir(split_dir) / name
+
+
 def decode_folder(
     split_dir: str | os.PathLike,
     stored_size: int,
@@ -318,11 +360,12 @@ def decode_folder(
     ram_budget = non_negative_int("ram_budget", ram_budget)
     split_dir = Path(split_dir)
     items = list_class_folder(split_dir, classes)
-    cache_dir = Path(cache_dir) if cache_dir is not None else decode_cache_dir(split_dir)
-    stem = cache_dir / f"{split_dir.name}-{stored_size}px-{_cache_key(items, stored_size)}"
+    name = f"{split_dir.name}-{stored_size}px-{_cache_key(items, stored_size)}"
+    stem = _cache_stem(split_dir, name, stored_size, cache_dir)
     meta = _cache_meta(stem, stored_size)
     if meta is None:
-        meta = _build_cache(items, stem, stored_size, f"decode {split_dir.name}")
+        chosen = cache_dir is not None
+        meta = _build_cache(items, stem, stored_size, f"decode {split_dir.name}", chosen)
     pixels = _load_pixels(stem.with_suffix(".u8"), len(meta["labels"]), stored_size, ram_budget)
     images = DecodedImages(
         pixels,
@@ -408,6 +451,7 @@ class BatchLoader:
         except ValueError as err:
             reason = " for training (BatchNorm needs two examples per batch)" if train else ""
             raise ValueError(f"{err}".rstrip(".") + reason + ".") from None
+        seed = non_negative_int("seed", seed)
         if recipe.size > images.stored_size:
             raise ValueError(
                 f"Crop size {recipe.size} exceeds the decoded image size {images.stored_size}; "

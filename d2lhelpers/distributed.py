@@ -48,9 +48,12 @@ exit status; ``torchrun`` then stops the other processes on its machine at once 
 workers every ``--monitor-interval`` seconds, 0.1 by default), and the processes on other
 machines find the peer gone in their next collective operation (a closed connection) or, at
 the latest, when it times out after ``timeout`` seconds (:data:`DEFAULT_TIMEOUT_S`, the CLI's
-``--timeout``), raise and exit. The same timeout bounds a process that hangs. NCCL enforces it
-through its watchdog (``TORCH_NCCL_ASYNC_ERROR_HANDLING``, on by default), gloo in every
-operation. Collective operations happen only inside training and evaluation, where the
+``--timeout``), raise and exit (the command line says so in one line, also when gloo or
+NCCL raises in DDP's all-reduce of the backward pass). The same timeout bounds a process that
+hangs. NCCL enforces it through its watchdog (``TORCH_NCCL_ASYNC_ERROR_HANDLING``, on by
+default), gloo in every operation. A process that is stopped (SIGSTOP) ignores torchrun's
+SIGTERM until torchrun kills it after its grace period (30 s): that job ends about 30 s after
+``timeout``. Collective operations happen only inside training and evaluation, where the
 processes keep in step; before training, every process prepares its data on its own (in the
 data folder's locks), so a first run that builds the stand-in on one machine only needs a
 longer timeout (or a run alone first).
@@ -179,6 +182,16 @@ class Parallel:
         """True on rank 0, the process that reports and saves."""
         return self.rank == 0
 
+    def check_batch_size(self, batch_size: int) -> int:
+        """``batch_size`` (the global one) when it is a multiple of the number of processes,
+        with at least two examples per process; ValueError otherwise."""
+        if batch_size % self.processes or batch_size < 2 * self.processes:
+            raise ValueError(
+                f"batch_size {batch_size} must be a multiple of the number of processes "
+                f"({self.processes}), with at least 2 examples per process."
+            )
+        return batch_size
+
     def shard(
         self, net: nn.Module, train_iter: BatchLoader, held_out_iter: BatchLoader
     ) -> tuple[DistributedDataParallel, ShardedBatches, HeldOutShare]:
@@ -188,13 +201,7 @@ class Parallel:
         ``train_iter``'s batch size is the global one; it must be a multiple of the number of
         processes, with at least two examples per process.
         """
-        batch_size = train_iter.batch_size
-        if batch_size % self.processes or batch_size < 2 * self.processes:
-            raise ValueError(
-                f"batch_size {batch_size} must be a multiple of the number of processes "
-                f"({self.processes}), with at least 2 examples per process."
-            )
-        share = batch_size // self.processes
+        share = self.check_batch_size(train_iter.batch_size) // self.processes
         seed = int(np.random.SeedSequence([train_iter.generator.initial_seed(), self.rank])
                    .generate_state(1)[0])  # fmt: skip
         local = BatchLoader(

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .checks import non_negative_finite, non_negative_int, positive_finite
 from .environment import DATA_SOURCE_ENV
-from .fileutil import atomic_write, exclusive, move_into_place, remove_leftovers
+from .fileutil import atomic_write, exclusive, move_into_place, remove_leftovers, umask_mode
 
 __all__ = [
     "ChecksumError",
@@ -298,6 +298,7 @@ def _fetch_once(url: str, dest: Path, expected: str, rate: _Rate, progress: bool
                 f"SHA-1 mismatch for {dest.name} downloaded from {url}: expected {expected}, "
                 f"got {actual}; the file was discarded and {dest} was not written."
             )
+        umask_mode(part)  # NamedTemporaryFile makes it private
         os.replace(part, dest)
         part = None
     finally:

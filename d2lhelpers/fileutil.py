@@ -2,7 +2,10 @@
 
 The one place for:
 
-* :func:`atomic_write`: a file appears complete or not at all (temporary file, then rename);
+* :func:`atomic_write`: a file appears complete or not at all (temporary file, then rename),
+  with the mode the umask gives new files (``mkstemp`` makes them private), or an error naming
+  it and the space it needs when the disk is full; :func:`replace_file` does it holding the
+  file's lock, after removing the temporaries that killed writers left;
 * :func:`move_into_place`: the same for a folder built in a temporary folder;
 * :func:`exclusive`: an exclusive lock between processes. It uses ``flock`` and falls back,
   where the file system has none (some network drives: ``ENOLCK``, ``EOPNOTSUPP``) and on
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import glob
 import json
 import os
@@ -46,12 +50,15 @@ __all__ = [
     "is_writable",
     "move_into_place",
     "remove_leftovers",
+    "replace_file",
     "temporary_pattern",
+    "umask_mode",
 ]
 
 LOCK_TIMEOUT = 3600.0  # seconds to wait for a lock held by another process
 _NO_FLOCK_ERRNOS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}
 _ORPHAN_SECONDS = 60.0  # a lock folder without an owner record this old was abandoned
+_DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 class LockTimeoutError(TimeoutError):
@@ -76,17 +83,43 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise PermissionError(_unwritable_message(folder, err)) from err
+        raise PermissionError(_unwritable_message(folder, err, (DATA_DIR_ENV,))) from err
     return folder
 
 
-def _unwritable_message(folder: Path, err: OSError) -> str:
-    """Explain that ``folder`` cannot be written and how to choose another one."""
+def _unwritable_message(folder: Path, err: OSError, settings: tuple[str, ...]) -> str:
+    """Explain that ``folder`` cannot be written and which setting chooses another one."""
+    if settings:
+        names = f"{settings[0]} (or {', '.join(settings[1:])})" if settings[1:] else settings[0]
+        remedy = (
+            f"Set the environment variable {names} to a writable folder, e.g. "
+            f"{settings[0]}=/tmp/d2lhelpers."
+        )
+    else:
+        remedy = "Choose a writable folder."
     return (
         f"Cannot write in {display_path(folder)} ({err.strerror or err}; a read-only home or "
-        f"mount?). Set the environment variable {DATA_DIR_ENV} to a writable folder, e.g. "
-        f"{DATA_DIR_ENV}=/tmp/d2lhelpers."
+        f"mount?). {remedy}"
     )
+
+
+@functools.cache
+def _umask() -> int:
+    """The process's umask, read once: from ``/proc/self/status`` where it is listed (Linux),
+    else by setting it and putting it back at once."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(path: Path) -> None:
+    """Give ``path`` the mode the umask gives a new file (0o666) or folder (0o777): ``mkstemp``
+    and ``mkdtemp`` create them private (0o600, 0o700), which other users cannot read."""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
 
 
 def is_writable(folder: Path) -> bool:
@@ -99,22 +132,64 @@ def is_writable(folder: Path) -> bool:
         return False
 
 
-def atomic_write(target: Path, write: Callable[[BinaryIO], object]) -> None:
+def atomic_write(target: Path, write: Callable[[BinaryIO], object], size: int = 0) -> None:
     """Write via ``write(file_object)`` into a temporary file, then rename onto ``target``.
 
     The temporary file is ``<target name>.<random>.tmp`` beside ``target``; it is removed on
     any error, and :func:`remove_leftovers` with :func:`temporary_pattern` finds it after a kill.
+    ``target`` gets the umask's mode. ``size``, about the bytes ``write`` writes, is checked
+    against the free space first; a full disk is an OSError (ENOSPC) naming ``target``.
     """
+    _check_space(target, size)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        umask_mode(Path(tmp))
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if _disk_full(err):
+            raise _no_space(target, size) from err
         raise
+
+
+def replace_file(target: Path, write: Callable[[BinaryIO], object], size: int = 0) -> None:
+    """:func:`atomic_write` holding ``target``'s lock (``<name>.lock`` beside it), after
+    removing the temporaries of ``target`` that killed writers left; an unwritable folder is
+    a PermissionError naming it."""
+    with exclusive(target.with_name(target.name + ".lock"), settings=()):
+        remove_leftovers(target.parent, temporary_pattern(target))
+        atomic_write(target, write, size)
+
+
+def _check_space(target: Path, size: int) -> None:
+    """OSError (ENOSPC) naming ``target`` when its folder has less than ``size`` bytes free."""
+    if size and shutil.disk_usage(target.parent).free < size:
+        raise _no_space(target, size)
+
+
+def _disk_full(err: BaseException | None) -> bool:
+    """Whether ``err``, or an error it was raised from or during, is a full disk (torch.save
+    turns one into a RuntimeError raised while handling it)."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in _DISK_FULL_ERRNOS:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _no_space(target: Path, size: int) -> OSError:
+    free = shutil.disk_usage(target.parent).free
+    needed = f"about {size / 2**20:,.1f} MiB" if size else "more than that"
+    return OSError(
+        errno.ENOSPC,
+        f"Not enough free space to write {display_path(target)}: it needs {needed}, and "
+        f"{display_path(target.parent)} has {free / 2**20:,.1f} MiB free. Free some space or "
+        "write it elsewhere; nothing was written",
+    )
 
 
 def temporary_pattern(target: Path) -> str:
@@ -127,7 +202,9 @@ def move_into_place(tmp: Path, target: Path) -> None:
 
     Another process that built the same folder may have finished first (on Windows
     ``os.replace`` cannot replace a folder); then ``tmp`` is left for the caller to remove.
+    ``target`` gets the umask's mode (``mkdtemp`` makes ``tmp`` private).
     """
+    umask_mode(tmp)
     try:
         os.rename(tmp, target)
     except OSError:
@@ -155,10 +232,13 @@ def remove_leftovers(folder: Path, pattern: str) -> list[Path]:
 
 
 @contextlib.contextmanager
-def exclusive(lock_path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+def exclusive(
+    lock_path: Path, timeout: float = LOCK_TIMEOUT, settings: tuple[str, ...] = (DATA_DIR_ENV,)
+) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_path`` between processes (see the module docstring).
 
-    Raises PermissionError naming ``D2LHELPERS_DATA`` when the lock file cannot be created (a
+    Raises PermissionError naming the folder and the environment variables ``settings`` that
+    choose another one (none: the caller chose it) when the lock file cannot be created (a
     read-only folder), and LockTimeoutError naming the lock after ``timeout`` seconds of waiting
     on a fallback lock folder that a live process (or one on another host) holds.
     """
@@ -166,7 +246,7 @@ def exclusive(lock_path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(lock_path, "a")  # noqa: SIM115 (closed below)
     except OSError as err:
-        raise PermissionError(_unwritable_message(lock_path.parent, err)) from err
+        raise PermissionError(_unwritable_message(lock_path.parent, err, settings)) from err
     with handle:
         if _flock(handle):
             try:

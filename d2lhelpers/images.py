@@ -8,10 +8,15 @@ Policy for bad files (documented in the README and tested):
   RGB (transparent areas become white);
 * unreadable, truncated and zero-byte images are *skipped*: the caller collects them and
   reports every path in one warning (see :func:`d2lhelpers.data.decode_folder`);
-* large photos (phones take 50-200 megapixels): a JPEG decoded for a given size is decoded at
-  reduced size (JPEG draft mode: 1/2, 1/4 or 1/8 of each side, never below the size asked),
-  which bounds its memory, so PIL's decompression-bomb guard (about 89 megapixels) does not
-  apply to it; such a JPEG is refused only above :data:`MAX_JPEG_PIXELS` (1,000 megapixels).
+* large photos (phones take 50-200 megapixels): a baseline JPEG decoded for a given size is
+  decoded at reduced size (JPEG draft mode: 1/2, 1/4 or 1/8 of each side, never below the size
+  asked), which bounds its memory, so PIL's decompression-bomb guard (about 89 megapixels)
+  does not apply to it; such a JPEG is refused only above :data:`MAX_JPEG_PIXELS` (1,000
+  megapixels, about 45 MiB at 1/8). A progressive JPEG's output is scaled too, but PIL holds
+  all of its coefficients while decoding (about 3 bytes per pixel, whatever the size asked),
+  so it is refused above :data:`MAX_PROGRESSIVE_PIXELS` (24 megapixels, about 70 MiB) before
+  decoding, however small the file. One decode thus holds at most about 70 MiB of an image,
+  and the decode threads of :func:`d2lhelpers.data.decode_folder` (at most 8) that much each.
   Other formats, and JPEGs decoded at full size, keep PIL's guard.
 """
 
@@ -23,16 +28,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin
 
+from .checks import one_line
 from .fileutil import display_path
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 MAX_JPEG_PIXELS = 1_000_000_000  # a JPEG decoded at reduced size may have this many pixels
+MAX_PROGRESSIVE_PIXELS = 24_000_000  # a progressive JPEG, decoded at full size in any case
+PROGRESSIVE_BYTES_PER_PIXEL = 3  # what PIL holds while decoding one (measured: 2.9)
 JPEG_MAGIC = b"\xff\xd8\xff"  # the first bytes of every JPEG file
 
 
 class BadImageError(ValueError):
-    """An image file that cannot be decoded (unreadable, truncated, empty)."""
+    """An image file that cannot be decoded (unreadable, truncated, empty): the message is
+    ``<path>: <reason>``, and ``reason`` says why in plain words."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{display_path(path)}: {reason}")
+        self.reason = reason
 
 
 def is_image_file(path: Path) -> bool:
@@ -97,7 +110,8 @@ def _open(path: Path, size: int | None) -> Image.Image:
     """Open ``path``; a JPEG opened for ``size`` is set to decode at reduced size (draft).
 
     Such a JPEG is opened by its plugin directly, past ``Image.open``'s decompression-bomb
-    check on the full size, and checked against :data:`MAX_JPEG_PIXELS` instead.
+    check on the full size, and checked against :data:`MAX_JPEG_PIXELS` instead (a progressive
+    one against :data:`MAX_PROGRESSIVE_PIXELS`).
     """
     if size is None or not is_jpeg(path):
         return Image.open(path)
@@ -106,8 +120,19 @@ def _open(path: Path, size: int | None) -> Image.Image:
     if width * height > MAX_JPEG_PIXELS:
         img.close()
         raise BadImageError(
-            f"{display_path(path)}: {width} x {height} pixels is more than MAX_JPEG_PIXELS "
-            f"({MAX_JPEG_PIXELS:,}); scale the photo down."
+            path,
+            f"{width} x {height} pixels is more than MAX_JPEG_PIXELS ({MAX_JPEG_PIXELS:,}); "
+            "scale the photo down",
+        )
+    if img.info.get("progressive") and width * height > MAX_PROGRESSIVE_PIXELS:
+        img.close()
+        need = width * height * PROGRESSIVE_BYTES_PER_PIXEL / 2**20
+        raise BadImageError(
+            path,
+            f"a progressive JPEG of {width} x {height} pixels, more than MAX_PROGRESSIVE_PIXELS "
+            f"({MAX_PROGRESSIVE_PIXELS:,}): decoding it would take about {need:,.0f} MiB at any "
+            "size (a progressive JPEG is decoded whole); save it as a baseline JPEG or scale "
+            "it down",
         )
     img.draft("RGB", (size, size))  # DCT scaling: never below ``size``
     return img
@@ -136,4 +161,15 @@ def load_rgb(path: Path, size: int | None = None) -> Image.Image:
         Image.DecompressionBombWarning,
         Image.DecompressionBombError,
     ) as err:
-        raise BadImageError(f"{display_path(path)}: {type(err).__name__}: {err}") from err
+        raise BadImageError(path, _reason(err)) from err
+
+
+def _reason(err: BaseException) -> str:
+    """Why decoding failed, in plain words (no Python class names)."""
+    if isinstance(err, (Image.DecompressionBombWarning, Image.DecompressionBombError)):
+        return f"more than {Image.MAX_IMAGE_PIXELS:,} pixels, PIL's limit for decoding at full size"
+    if isinstance(err, Image.UnidentifiedImageError):
+        return "not an image file in a format PIL reads"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror.lower()
+    return one_line(err, with_type=False)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checks import non_negative_int
 from .data import BatchLoader, HotdogData
 from .distributed import Parallel
 from .precision import choose_precision
@@ -38,10 +39,10 @@ def print_epoch(history: History) -> None:
 class Run:
     """How one training run is carried out.
 
-    ``seed`` orders and augments the batches; ``augment=False`` trains on the test transform
-    (centre crops) instead of random crops and flips. ``device`` defaults to the best one here;
-    ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) to ``$D2LHELPERS_PRECISION``, else
-    auto (see :func:`~d2lhelpers.precision.choose_precision`).
+    ``seed`` (an int >= 0) orders and augments the batches; ``augment=False`` trains on the
+    test transform (centre crops) instead of random crops and flips. ``device`` defaults to
+    the best one here; ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) to
+    ``$D2LHELPERS_PRECISION``, else auto (see :func:`~d2lhelpers.precision.choose_precision`).
     ``live``, when given, is called with the History after every epoch (the book's
     ``LivePlot`` draws the curves); the run then also shows a progress bar and prints the
     result lines. Without it the run is silent. ``on_batch`` and ``should_stop`` go to
@@ -60,6 +61,9 @@ class Run:
     on_batch: Callable[[int], None] | None = None
     should_stop: Callable[[], bool] | None = None
     parallel: Parallel | None = None
+
+    def __post_init__(self) -> None:
+        non_negative_int("seed", self.seed)
 
     @property
     def target_device(self) -> torch.device:

@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .checkpoint import CheckpointError, read_plain, recipe_from_metadata
+from .checks import one_line
 from .data import HotdogData, Recipe, hotdog_data
 from .download import (
     ChecksumError,
@@ -40,7 +42,7 @@ from .download import (
     sha1_of,
 )
 from .environment import DATA_SOURCE_ENV, HOTDOG_URL_ENV, data_source_setting, hotdog_mirrors
-from .fileutil import data_dir
+from .fileutil import data_dir, display_path
 from .models import (
     IMAGENET_HOTDOG_CLASS,
     IMAGENET_WEIGHTS,
@@ -63,6 +65,8 @@ IMAGENET_CLASSES, IMAGENET_TRAIN_IMAGES = 1000, 1_281_167  # ImageNet-1k's train
 KINDS = ("auto", "real", "standin")
 IMAGENET_SOURCE = "ResNet-18, ImageNet-1k (IMAGENET1K_V1)"
 STANDIN_SOURCE = "ResNet-18, stand-in source model"
+SOURCE_CHECKPOINT = "a stand-in source model checkpoint (the .pt file the stand-in uses)"
+SOURCE_CHECKPOINT_KEYS = ("state_dict", "classes", "settings", "history", "train_images")
 __all__ = [
     "Workspace",
     "data_dir",
@@ -229,8 +233,39 @@ def folder_workspace(root: Path, source_checkpoint: Path | None = None) -> Works
     ``source_checkpoint`` (the command line's ``--images`` and ``--source-checkpoint``)."""
     if source_checkpoint is None:
         return _real_workspace(root)
-    checkpoint = torch.load(source_checkpoint, map_location="cpu", weights_only=True)
-    return _standin_workspace(root, checkpoint)
+    return _standin_workspace(root, read_source_checkpoint(Path(source_checkpoint)))
+
+
+def read_source_checkpoint(path: Path) -> dict:
+    """The stand-in source model checkpoint at ``path``, read without running code;
+    CheckpointError naming the file and what it expects when it is not one (a plain
+    state_dict, a fine-tuned model, a damaged file)."""
+    checkpoint = read_plain(path, SOURCE_CHECKPOINT)
+    where = display_path(path)
+    if (
+        checkpoint
+        and isinstance(checkpoint, dict)
+        and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
+    ):
+        raise CheckpointError(
+            f"{where} holds weights alone (a plain state_dict); expected {SOURCE_CHECKPOINT}, "
+            "with its classes, settings and training history."
+        )
+    missing = [
+        k for k in SOURCE_CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint
+    ]
+    if missing:
+        raise CheckpointError(f"{where} is not {SOURCE_CHECKPOINT}: it lacks {', '.join(missing)}.")
+    try:
+        recipe_from_metadata({"recipe": {"size": checkpoint["settings"]["image_size"]}}, where)
+        History.from_dict(checkpoint["history"])
+        standin_resnet18(checkpoint)
+    except CheckpointError:
+        raise
+    except (TypeError, KeyError, ValueError, RuntimeError) as err:
+        reason = f"it lacks {err}" if isinstance(err, KeyError) else one_line(err, False)[:300]
+        raise CheckpointError(f"{where} is not {SOURCE_CHECKPOINT}: {reason}") from err
+    return checkpoint
 
 
 def _real_workspace(root: Path) -> Workspace:

@@ -16,13 +16,17 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted response. ``truncate``: announce more bytes than sent, then close."""
+    """One scripted response. ``truncate``: announce more bytes than sent, then close.
+    ``trickle``: send the body one byte every ``trickle`` seconds; with ``trickle_head``, the
+    status line and headers too."""
 
     status: int = 200
     body: bytes = b""
     truncate: bool = False
     chunked_truncate: bool = False
     delay: float = 0.0
+    trickle: float = 0.0
+    trickle_head: bool = False
 
 
 class Server:
@@ -55,6 +59,9 @@ def _make_handler(state: Server) -> type[http.server.BaseHTTPRequestHandler]:
             reply = state.next_reply(self.path)
             time.sleep(reply.delay)
             self.close_connection = True
+            if reply.trickle:
+                self._trickle(reply)
+                return
             self.send_response(reply.status)
             self.send_header("Connection", "close")
             if reply.chunked_truncate:
@@ -66,6 +73,18 @@ def _make_handler(state: Server) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(reply.body) + extra))
             self.end_headers()
             self.wfile.write(reply.body)
+
+        def _trickle(self, reply: Reply) -> None:
+            head = f"HTTP/1.1 {reply.status} OK\r\nContent-Length: {len(reply.body)}\r\n\r\n"
+            fast, slow = (b"", head.encode()) if reply.trickle_head else (head.encode(), b"")
+            self.wfile.write(fast)
+            for byte in slow + reply.body:
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
+                time.sleep(reply.trickle)
 
         def log_message(self, *args: object) -> None:
             pass

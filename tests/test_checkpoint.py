@@ -3,6 +3,7 @@ atomic writes, and a clear error naming the file for every way a file can be wro
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -160,7 +161,35 @@ def test_save_is_atomic(
             net, path, classes=HOTDOG_CLASSES, recipe=RECIPE, source_model="x", test_acc=None
         )
     assert path.read_bytes() == b"the previous model"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.lock"]
+
+
+def test_a_save_removes_the_temporaries_of_killed_saves_and_survives_a_full_disk(
+    saved: tuple[nn.Module, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net, _ = saved
+    path = tmp_path / "model.pt"
+    killed = [tmp_path / f"model.pt.{tag}.tmp" for tag in ("x1y2z3", "a9b8c7")]
+    for leftover in killed:
+        leftover.write_bytes(b"40 MB of a model, once")
+    common = {"classes": HOTDOG_CLASSES, "recipe": RECIPE, "source_model": "x", "test_acc": None}
+    save_model(net, path, **common)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.lock"]
+    assert load_model(path)[1]["source_model"] == "x"
+    real_save = torch.save
+
+    def full_disk(obj: object, f) -> None:
+        try:
+            real_save(obj, f)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0") from None
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"model\.pt: it needs about 4[0-9.]+ MiB, and"):
+        save_model(net, path, **{**common, "source_model": "y"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.lock"]
+    assert load_model(path)[1]["source_model"] == "x"  # the previous model, whole
 
 
 def test_save_refuses_what_it_cannot_load(saved: tuple[nn.Module, Path], tmp_path: Path) -> None:
@@ -207,14 +236,30 @@ def test_missing_file_folder_and_non_torch_files(tmp_path: Path) -> None:
         load_model(tmp_path)
     for name, data in [("text.pt", b"hello"), ("empty.pt", b""), ("photo.jpg", b"\xff\xd8\xff")]:
         (tmp_path / name).write_bytes(data)
-        with pytest.raises(CheckpointError, match=rf"{name} is not a checkpoint that torch\.load"):
+        with pytest.raises(
+            CheckpointError, match=rf"{name} is not a d2lhelpers checkpoint .*: torch\.save did"
+        ):
             load_model(tmp_path / name)
 
 
-def test_code_in_a_pickle_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path / "object.pt", {"format": FORMAT, "recipe": RECIPE})
-    with pytest.raises(CheckpointError, match=r"object\.pt is not a checkpoint .*weights_only"):
+class RunsCode:
+    """A pickle that would run a command when loaded without weights_only."""
+
+    def __reduce__(self) -> tuple:
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize(
+    "obj", [{"format": FORMAT, "recipe": RECIPE}, {"x": RunsCode()}], ids=["object", "command"]
+)
+def test_code_in_a_pickle_is_refused_without_advising_to_load_it_unsafely(
+    tmp_path: Path, obj: object
+) -> None:
+    path = write(tmp_path / "object.pt", obj)
+    with pytest.raises(CheckpointError, match=r"object\.pt is not .*could run code") as caught:
         load_model(path)
+    assert "weights_only=False" not in str(caught.value)
+    assert "`weights_only` set to `False`" not in str(caught.value)
 
 
 def test_plain_state_dict_and_other_formats(tmp_path: Path, payload: dict) -> None:
@@ -244,6 +289,64 @@ def test_number_of_classes_must_agree(tmp_path: Path, payload: dict) -> None:
     other = tampered(payload, architecture="mobilenet_v3_small")
     with pytest.raises(CheckpointError, match="'mobilenet_v3_small'; only resnet18"):
         load_model(write(tmp_path / "arch.pt", other))
+
+
+# Every way the metadata can be tampered with: (change, what the error names)
+TAMPERED_METADATA = {
+    "no-recipe": ({"recipe": None}, "has no recipe"),
+    "recipe-unknown-key": ({"recipe": {**vars(RECIPE), "colour": 1}}, "recipe is not valid"),
+    "size-as-text": ({"recipe": {**vars(RECIPE), "size": "32"}}, "Recipe.size"),
+    "size-too-small": ({"recipe": {**vars(RECIPE), "size": 4}}, "Recipe.size"),
+    "size-4096": ({"recipe": {**vars(RECIPE), "size": 4096}}, "crop size 4096"),
+    "size-10**7": ({"recipe": {**vars(RECIPE), "size": 10**7}}, "crop size 10000000"),
+    "resize-ratio-huge": ({"recipe": {**vars(RECIPE), "resize_ratio": 1e6}}, "resized to"),
+    "mean-as-text": ({"recipe": {**vars(RECIPE), "mean": ["a", "b", "c"]}}, "Recipe.mean"),
+    "std-nan": ({"recipe": {**vars(RECIPE), "std": [float("nan")] * 3}}, "Recipe.std"),
+    "classes-not-str": ({"classes": [1, 2]}, "not a list of names"),
+    "classes-a-str": ({"classes": "ab"}, "not a list of names"),
+    "num-classes-bool": ({"num_classes": True, "classes": ["a"]}, "num_classes True"),
+    "source-not-str": ({"source_model": 3}, "source_model"),
+    "test-acc-2": ({"test_acc": 2.0}, "test_acc"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED_METADATA))
+def test_tampered_metadata_is_refused_at_load_naming_the_file(
+    case: str, tmp_path: Path, payload: dict
+) -> None:
+    change, named = TAMPERED_METADATA[case]
+    path = write(tmp_path / "tampered.pt", tampered(payload, **change))
+    with pytest.raises(CheckpointError, match=r"tampered\.pt") as caught:
+        load_model(path)
+    assert named in str(caught.value)
+
+
+def test_missing_metadata_entries_are_named(tmp_path: Path, payload: dict) -> None:
+    bare = {**payload, "metadata": {"classes": list(HOTDOG_CLASSES)}}
+    with pytest.raises(CheckpointError, match=r"bare\.pt: its metadata lacks recipe, architec"):
+        load_model(write(tmp_path / "bare.pt", bare))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_at_load_and_at_save(
+    bad: float, tmp_path: Path, payload: dict
+) -> None:
+    def spoil(state: dict) -> None:
+        state["layer2.0.conv1.weight"] = state["layer2.0.conv1.weight"].clone()
+        state["layer2.0.conv1.weight"][0, 0, 0, 0] = bad
+
+    path = write(tmp_path / "spoilt.pt", tampered(payload, state=spoil))
+    with pytest.raises(CheckpointError, match=r"spoilt\.pt: weights layer2\.0\.conv1\.weight"):
+        load_model(path)
+    net = trained_net()
+    with torch.no_grad():
+        net.layer2[0].conv1.weight[0, 0, 0, 0] = bad
+    with pytest.raises(ValueError, match=r"layer2\.0\.conv1\.weight hold NaN or infinite"):
+        save_model(
+            net, tmp_path / "m.pt", classes=HOTDOG_CLASSES, recipe=RECIPE, source_model="x",
+            test_acc=None,
+        )  # fmt: skip
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_missing_unexpected_and_misshapen_keys(tmp_path: Path, payload: dict) -> None:

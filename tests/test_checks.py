@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from d2lhelpers.checks import (
+    finite,
     finite_range,
     int_at_least,
     non_negative_finite,
@@ -40,6 +41,10 @@ def test_positive_finite_rejects(value) -> None:
 
 
 def test_finite_checks_accept_and_convert() -> None:
+    assert finite("mean", -3) == -3.0 and isinstance(finite("mean", np.float32(2)), float)
+    for bad in (math.nan, math.inf, "0", None, True):
+        with pytest.raises(ValueError, match=rf"^mean must be a .*number, got {bad!r}\.$"):
+            finite("mean", bad)
     assert positive_finite("lr", np.float32(0.5)) == 0.5
     assert non_negative_finite("wd", 0) == 0.0
     with pytest.raises(ValueError, match="wd must be a finite number >= 0, got -1"):

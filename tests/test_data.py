@@ -691,6 +691,54 @@ def test_read_only_data_folder_and_home_is_a_clear_error(read_only_data: Path, m
         decode_folder(read_only_data / "train", 16, CLASSES)
 
 
+def test_a_complete_cache_beside_read_only_images_is_used_not_rebuilt(
+    image_tree, tmp_path: Path, monkeypatch
+) -> None:
+    """A data set mounted read-only with its caches (built before, or shipped with it)."""
+    split = image_tree(COLORS)
+    first = decode_folder(split, 16, CLASSES)  # writes the cache beside the images
+    monkeypatch.setattr(data, "is_writable", lambda folder: False)
+    monkeypatch.setenv("D2LHELPERS_DATA", str(tmp_path.parent / f"{tmp_path.name}-home"))
+    monkeypatch.delenv("D2LHELPERS_CACHE", raising=False)
+    monkeypatch.setattr(data, "_write_cache", lambda *a: pytest.fail("the cache was rebuilt"))
+    again = decode_folder(split, 16, CLASSES)
+    assert torch.equal(torch.as_tensor(again.pixels), torch.as_tensor(first.pixels))
+
+
+@pytest.mark.parametrize(
+    ("cache_env", "named"),
+    [(False, "D2LHELPERS_CACHE (or D2LHELPERS_DATA) to a writable folder"),
+     (True, "D2LHELPERS_CACHE to a writable folder")],
+    ids=["in-the-data-folder", "in-D2LHELPERS_CACHE"],
+)  # fmt: skip
+def test_a_cache_folder_that_cannot_be_written_names_the_setting_that_moves_it(
+    read_only_data: Path, tmp_path: Path, monkeypatch, cache_env: bool, named: str
+) -> None:
+    blocker = tmp_path.parent / f"{tmp_path.name}-blocker"
+    blocker.write_text("a file: nothing can be created below it, even by root")
+    if cache_env:
+        monkeypatch.setenv("D2LHELPERS_CACHE", str(blocker / "cache"))
+    else:  # the data folder exists (read-only: simulated by the file below it)
+        monkeypatch.setattr(data, "data_dir", lambda: blocker)
+    with pytest.raises(PermissionError, match=re.escape(named)) as caught:
+        decode_folder(read_only_data / "train", 16, CLASSES)
+    assert str(blocker) in str(caught.value)
+    assert cache_env or "D2LHELPERS_DATA)" in str(caught.value)
+
+
+def test_a_cache_that_cannot_be_read_is_an_error_not_rebuilt(
+    image_tree, monkeypatch, tmp_path: Path
+) -> None:
+    split = image_tree(COLORS)
+    decode_folder(split, 16, CLASSES)
+    monkeypatch.setattr(data.os, "access", lambda path, mode: False)  # another user's, 0600
+    monkeypatch.setattr(data, "_write_cache", lambda *a: pytest.fail("the cache was rebuilt"))
+    with pytest.raises(
+        PermissionError, match=r"Cannot read the decoded-image cache .*\.u8 .*D2LHELPERS_CACHE"
+    ):
+        decode_folder(split, 16, CLASSES)
+
+
 # --------------------------------------------------------------------------------------------
 # Building the cache: stale caches and killed runs' temporaries go, memory stays near 1x
 # --------------------------------------------------------------------------------------------

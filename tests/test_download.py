@@ -131,6 +131,10 @@ def test_download_then_extract_good_zip(server: Server, tmp_path: Path) -> None:
     assert tree(root) == {name.removeprefix("hotdog/"): data for name, data in TREE.items()}
     assert names(tmp_path / "data") == ["hotdog"]
     assert server.hits["/hotdog.zip"] == 1
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~mask  # not private: other users read it
+    assert root.stat().st_mode & 0o777 == 0o777 & ~mask
 
 
 def test_wrong_hash_raises_and_leaves_nothing(server: Server, tmp_path: Path) -> None:

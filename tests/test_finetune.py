@@ -12,6 +12,7 @@ import torchvision
 from d2lhelpers import run, train
 from d2lhelpers.finetune import WEIGHT_DECAY, train_fine_tuning
 from d2lhelpers.run import Run
+from d2lhelpers.sweep import SweepSetting
 
 QUIET = Run()  # no live view: silent
 
@@ -44,6 +45,24 @@ def test_bad_arguments_are_refused_before_any_training(
     with pytest.raises(ValueError, match=named) as caught:
         train_fine_tuning(net, tiny_workspace.data(), learning_rate, run=QUIET, **kwargs)
     assert repr(value) in str(caught.value) or str(value) in str(caught.value)
+
+
+BAD_SEEDS = [True, 1.5, "0", None, math.nan, -1]
+
+
+@pytest.mark.parametrize("seed", BAD_SEEDS, ids=repr)
+def test_a_seed_that_is_not_an_int_of_at_least_0_is_refused_as_the_sweep_refuses_it(
+    seed, tiny_workspace, monkeypatch
+):
+    """The run's seed is checked by the same check as SweepSetting's, before any work."""
+    with pytest.raises(ValueError, match="seed") as caught:
+        Run(seed=seed)
+    assert repr(seed) in str(caught.value)
+    with pytest.raises(ValueError, match="seed"):
+        tiny_workspace.data().loaders(4, seed=seed)
+    with pytest.raises(ValueError, match="seed") as sweep_caught:
+        SweepSetting(0.01, seed=seed)
+    assert str(sweep_caught.value) == str(caught.value)
 
 
 def _capture_fit(monkeypatch) -> dict:

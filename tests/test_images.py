@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import re
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from PIL import Image, features
 
 from d2lhelpers.images import (
     MAX_JPEG_PIXELS,
+    MAX_PROGRESSIVE_PIXELS,
     BadImageError,
     is_image_file,
     list_class_folder,
@@ -346,12 +349,13 @@ def test_load_rgb_huge_decompression_bomb_is_bad_image(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _jpeg_claiming_size(width: int, height: int) -> bytes:
-    """A small JPEG whose frame header (SOF0) claims ``width x height``."""
+def _jpeg_claiming_size(width: int, height: int, progressive: bool = False) -> bytes:
+    """A small JPEG whose frame header (SOF0, or SOF2 when progressive) claims ``width x
+    height``."""
     buf = io.BytesIO()
-    Image.new("RGB", (16, 16), (200, 30, 30)).save(buf, "JPEG")
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buf, "JPEG", progressive=progressive)
     data = bytearray(buf.getvalue())
-    sof = data.index(b"\xff\xc0")
+    sof = data.index(b"\xff\xc2" if progressive else b"\xff\xc0")
     data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
@@ -364,7 +368,7 @@ def test_large_jpeg_decodes_at_reduced_size_past_the_bomb_guard(
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000)
     path = tmp_path / "phone.jpg"
     Image.new("RGB", (160, 120), (20, 180, 40)).save(path, quality=95)
-    with pytest.raises(BadImageError, match="DecompressionBomb"):
+    with pytest.raises(BadImageError, match="PIL's limit for decoding at full size"):
         load_rgb(path)  # at full size the guard stays
     img = load_rgb(path, size=32)
     assert img.size == (80, 60)  # 1/2 of each side: 1/4 would bring the short side below 32
@@ -378,3 +382,62 @@ def test_jpeg_beyond_max_jpeg_pixels_is_refused_naming_the_bound(tmp_path: Path)
         load_rgb(path, size=64)
     assert str(path) in str(info.value) and "40000 x 30000" in str(info.value)
     assert f"{MAX_JPEG_PIXELS:,}" in str(info.value)
+
+
+# Progressive JPEGs are decoded at full size whatever the size asked: bounded from the header
+
+
+@pytest.mark.parametrize("size", [16, 64, 512])
+def test_a_progressive_jpeg_above_the_bound_is_refused_from_its_header(
+    tmp_path: Path, size: int
+) -> None:
+    """A 3 KiB file declaring 30000 x 30000 took 2.6 GB to decode at any requested size."""
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(_jpeg_claiming_size(30_000, 30_000, progressive=True))
+    with pytest.raises(BadImageError, match="progressive JPEG of 30000 x 30000") as info:
+        load_rgb(path, size=size)
+    assert f"MAX_PROGRESSIVE_PIXELS ({MAX_PROGRESSIVE_PIXELS:,})" in str(info.value)
+
+
+def test_a_progressive_jpeg_within_the_bound_decodes(tmp_path: Path) -> None:
+    path = tmp_path / "web.jpg"
+    Image.new("RGB", (400, 300), (20, 180, 40)).save(path, "JPEG", progressive=True)
+    assert load_rgb(path, size=64).size == (100, 75)  # scaled output, coefficients held whole
+
+
+PEAK_SCRIPT = """
+import resource, sys, warnings
+from pathlib import Path
+from d2lhelpers import data
+from d2lhelpers.images import load_rgb
+folder = Path(sys.argv[1])
+data.__dict__["_decode_workers"] = lambda: 2
+warnings.simplefilter("ignore")
+load_rgb(folder / "warm.jpg", size=64)  # imports and first-use allocations, before measuring
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+images = data.decode_folder(folder / "train", 64, ("hotdog", "not-hotdog"), folder / "cache")
+print(len(images), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_decode_memory_is_bounded_for_every_jpeg_and_the_threads_together(tmp_path: Path) -> None:
+    """Three small files declaring 30000 x 30000 progressive, beside ordinary photos, on two
+    decode threads (3.8 GB before): the peak stays far below one of them decoded (2.6 GB)."""
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(tmp_path / "warm.jpg")
+    for name in ("hotdog", "not-hotdog"):
+        folder = tmp_path / "train" / name
+        folder.mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (300, 200), (40 * i, 90, 30)).save(folder / f"ok{i}.jpg")
+            Image.new("RGB", (300, 200), (90, 40 * i, 30)).save(
+                folder / f"web{i}.jpg", progressive=True
+            )
+        for i in range(3):
+            (folder / f"bomb{i}.jpg").write_bytes(_jpeg_claiming_size(30_000, 30_000, True))
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, str(tmp_path)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    count, peak_mib = map(int, done.stdout.split())
+    assert count == 12  # the bombs skipped, every other photo decoded
+    assert peak_mib < 100, f"peak RSS growth {peak_mib} MiB"

@@ -154,8 +154,8 @@ def test_unusual_images_become_upright_rgb(data, size, check) -> None:
     ("data", "reason"),
     [
         (b"", "empty"),
-        (b"hello, this is not an image", "UnidentifiedImageError"),
-        (b"<html><body>a web page</body></html>", "UnidentifiedImageError"),
+        (b"hello, this is not an image", "not an image file"),
+        (b"<html><body>a web page</body></html>", "not an image file"),
     ],
     ids=["empty", "text", "html"],
 )
@@ -170,9 +170,9 @@ def test_bad_bytes_are_photo_errors_naming_the_input(data: bytes, reason: str) -
 def test_truncated_jpeg(tmp_path: Path, good_jpeg: bytes) -> None:
     path = tmp_path / "cut.jpg"
     path.write_bytes(good_jpeg[: len(good_jpeg) // 2])
-    with pytest.raises(PhotoError, match=rf"{path.name}: OSError: .*truncated"):
+    with pytest.raises(PhotoError, match=rf"{path.name}: image file is truncated"):
         load_photo(path)
-    with pytest.raises(PhotoError, match=r"uploaded photo: OSError: .*truncated"):
+    with pytest.raises(PhotoError, match=r"uploaded photo: image file is truncated"):
         load_photo(path.read_bytes(), size=37)
 
 
@@ -196,7 +196,10 @@ def test_huge_jpeg_is_decoded_at_reduced_size(huge_jpeg: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("width", "height", "reason"),
-    [(12000, 9000, r"12000 x 9000 pixels, more than max_pixels"), (20000, 10000, "exceeds limit")],
+    [
+        (12000, 9000, r"12000 x 9000 pixels, more than max_pixels"),
+        (20000, 10000, r"more than 178,956,970 pixels"),
+    ],
     ids=["above-max-pixels", "above-pil-bomb-error"],
 )
 def test_huge_png_is_refused_from_its_header(width: int, height: int, reason: str) -> None:
@@ -272,13 +275,15 @@ def test_url_failures(site: str, path: str, message: str) -> None:
 
 def test_url_timeout_size_limit_and_no_server(site: str) -> None:
     # The server answers after 1 s: only a timeout below that (not the default 15 s) fails.
-    with pytest.raises(PhotoError, match=r"slow\.jpg failed \(.*timed out"):
+    with pytest.raises(
+        PhotoError, match=r"slow\.jpg failed \((no complete reply within 0\.2 s|timed out)"
+    ):
         fetch_photo(f"{site}/slow.jpg", timeout=0.2)
     for path in ("/big.bin", "/big-unannounced"):
         with pytest.raises(PhotoError, match="is larger than 0 MiB"):
             fetch_photo(site + path, max_bytes=1000)
     assert len(fetch_photo(f"{site}/big-unannounced", max_bytes=5000)) == 5000
-    with pytest.raises(PhotoError, match=r"failed \(URLError: .*refused"):
+    with pytest.raises(PhotoError, match=r"failed \([Cc]onnection refused"):
         fetch_photo("http://127.0.0.1:9/cat.jpg", timeout=2)
 
 
@@ -379,7 +384,7 @@ def test_panel_uploads(net: torch.nn.Module, good_jpeg: bytes, huge_jpeg: bytes)
     upload(panel, "notes.txt", b"not an image")
     assert_error(panel, "无法读取这张照片。", "PhotoError: Could not read the photo notes.txt")
     upload(panel, "cut.jpg", good_jpeg[:500])
-    assert_error(panel, "无法读取这张照片。", "cut.jpg: OSError")
+    assert_error(panel, "无法读取这张照片。", "Could not read the photo cut.jpg: ")
     upload(panel, "empty.jpg", b"")
     assert_error(panel, "无法读取这张照片。", "empty.jpg: the file is empty")
     upload(panel, "cmyk.jpg", encode(Image.new("CMYK", (30, 20), (0, 255, 255, 0)), "JPEG"))
