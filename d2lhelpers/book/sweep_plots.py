@@ -260,6 +260,7 @@ def summary_figure(records: Sequence[dict], x: str = "head_lr") -> Figure:
 def results_table(records: Sequence[dict]) -> str:
     """An HTML table, one row per setting with its seeds aggregated; missing values show as —.
 
+    The seeds column counts the runs that finished (a stopped or interrupted run is no seed).
     Accuracies are the mean over the seeds that have one, the low-high range under it when
     there are several; the status counts the runs that diverged, stopped or were interrupted
     (each run's full status is the cell's tooltip). Columns are few and narrow, so that the
@@ -273,7 +274,7 @@ def results_table(records: Sequence[dict]) -> str:
             _td(f"{v['head_multiplier']:g}"),
             _td(str(v["num_epochs"])),
             _td(setting_tags(v, "\n") or MISSING, "left"),
-            _td(str(len(v["seeds"]))),
+            _td(str(v["finished"])),
             _td(format_loss(lo["mean"])),
             _range_td(v),
             _range_td(t),
