@@ -701,3 +701,12 @@ def test_figures_are_labelled_in_chinese() -> None:
     assert [t.get_text() for t in summary.get_legend().get_texts()] == [
         "基础学习率 1.0e-1，3 个迭代周期，冻结主干", "发散（无精度）",
     ]  # fmt: skip
+
+
+def test_a_failing_figure_leaves_the_panel_usable(monkeypatch: pytest.MonkeyPatch) -> None:
+    panel = SweepPanel(FakeSweeper())
+    panel.multipliers.value = (1,)
+    monkeypatch.setattr(panel, "_show_results", lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        panel.run()
+    assert idle(panel) and status(panel).startswith("完成：1 次运行")

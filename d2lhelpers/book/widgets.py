@@ -80,18 +80,20 @@ class SweepPanel:
     setting adds new seeds rather than repeating one.
 
     **Run and Stop.** The Run button starts the sweep in a worker thread and returns at once,
-    so that the kernel stays free to handle Stop (on every kernel: classic ipykernel 6, Colab's,
-    ipykernel 7's subshells, VS Code's). The worker updates the widgets itself, coarsely (the
-    bar at most every :attr:`update_interval` seconds, the figures after each run); one sweep
-    runs at a time (Run is disabled meanwhile, and a click that arrives anyway only shows
-    :data:`BUSY_TEXT`). Stop sets a :class:`threading.Event` that the sweeper reads between
-    batches: the run in progress ends after its current batch, is recorded as stopped, and no
-    later setting runs. :meth:`run` is the same sweep on the calling thread, returning when it
-    has ended: a page calls it in a cell so that the built book shows finished results. There
-    Stop works only where the kernel handles widget messages while a cell runs (ipykernel 7's
-    subshells); interrupting the kernel (■, Ctrl-C) always does: the run in progress is
-    recorded as interrupted and the runs before it are kept. :meth:`wait` waits for the
-    worker.
+    so that the kernel, free again, handles Stop's click as its next message (whether or not
+    it runs widget messages on a subshell, as ipykernel 7 may). The worker updates the widgets
+    itself (ipykernel sends their changes from any thread), coarsely: the bar at most every
+    :attr:`update_interval` seconds, the figures after each run. One sweep runs at a time (Run
+    is disabled meanwhile, and a click that arrives anyway only shows :data:`BUSY_TEXT`). Stop
+    sets a :class:`threading.Event` that the sweeper reads between batches: the run in
+    progress ends after its current batch, is recorded as stopped, and no later setting runs.
+    :meth:`wait` waits for the worker.
+
+    :meth:`run` is the same sweep on the calling thread, returning when it has ended: a page
+    calls it in a cell so that the built book shows finished results. There Stop works only
+    where the kernel handles widget messages while a cell runs (ipykernel 7's subshells);
+    interrupting the kernel (■, Ctrl-C) always does: the run in progress is recorded as
+    interrupted and the runs before it are kept.
     """
 
     update_interval = 0.2  # seconds between two redraws of the progress bar (besides a run's end)
@@ -294,13 +296,15 @@ class SweepPanel:
     def _finish(self, text: str, error: bool) -> None:
         """The sweep's end: its results and final status shown, the panel ready again."""
         with self._lock:
-            if self._click:
-                self._show_results()
-            if text:
-                self._show_status(text, error=error)
-            self._click = {}
-            self._running = False
-            self._set_buttons()
+            try:
+                if self._click:
+                    self._show_results()
+            finally:  # the panel is usable again even if a figure failed
+                if text:
+                    self._show_status(text, error=error)
+                self._click = {}
+                self._running = False
+                self._set_buttons()
 
     def stop(self, _button: widgets.Button | None = None) -> None:
         """The Stop button: end the sweep after the current batch (see the class docstring)."""
