@@ -571,6 +571,7 @@ KNOWN_CAUSES = {  # id: (the error, its Chinese reason)
     "permission": (chained("u.", PermissionError(13, "Permission denied")), "没有读取这个文件"),
     "too-long": (chained("u.", OSError(36, "File name too long")), "路径太长"),
     "bomb": (PhotoError(BOMB), "像素太多"),
+    "bad-url": (chained("u is no address.", ValueError("Invalid IPv6 URL")), "网址的格式不对"),
     "bytes": (PhotoError("u is larger than 20 MiB; save a smaller version."), "文件超过 20 MiB"),
 }  # fmt: skip
 

@@ -69,6 +69,8 @@ REASONS = (
     (("truncated",), "文件不完整（也许没有下载或复制完）。"),
     (("cannot identify image", "unidentifiedimageerror"),
      "这不是图片文件，或是无法识别的格式。请用 JPEG、PNG、WebP、GIF、BMP 或 TIFF。"),
+    (("invalid url", "invalidurl", "invalid ipv6 url", "nonnumeric port", "malformed"),
+     "网址的格式不对。请检查网址。"),
     (("downloading", "urlerror", "connection"),
      "下载失败。请检查网址和网络，或把照片存下来再上传。"),
 )  # fmt: skip
