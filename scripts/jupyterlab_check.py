@@ -22,6 +22,7 @@ go to ``_build/jupyterlab-check/``. Exit status 1 when a check fails.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -40,6 +41,8 @@ from pathlib import Path
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from d2lhelpers.book.fonts import FONT_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "_build" / "jupyterlab-check"
@@ -152,6 +155,16 @@ def wait_for_server(base: str, server: subprocess.Popen, seconds: float = 60) ->
     raise SystemExit(f"JupyterLab did not answer within {seconds:.0f} s")
 
 
+def add_font(page: Page) -> None:
+    """The package's Chinese font for the page's text, so that the screenshots are readable
+    on a machine without a CJK font (the book ships it the same way)."""
+    data = base64.b64encode(FONT_PATH.read_bytes()).decode()
+    page.add_style_tag(
+        content=f"@font-face {{font-family: D2lhelpersSC; src: url(data:font/otf;base64,{data})}}"
+        " body, .jupyter-widgets {font-family: system-ui, sans-serif, D2lhelpersSC}"
+    )
+
+
 def button(page: Page, text: str):
     return page.locator("button.jupyter-button", has_text=re.compile(f"^\\s*{text}\\s*$"))
 
@@ -168,7 +181,8 @@ def wait_text(page: Page, pattern: str, seconds: float) -> bool:
 def run_all(page: Page, url: str) -> None:
     page.goto(url)
     page.locator(".jp-Notebook").wait_for(timeout=120_000)
-    page.get_by_text("Idle").first.wait_for(timeout=120_000)  # the kernel, in the status bar
+    idle = page.get_by_text("Kernel status: Idle").first  # for screen readers: not visible
+    idle.wait_for(state="attached", timeout=120_000)
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
 
@@ -176,7 +190,8 @@ def run_all(page: Page, url: str) -> None:
 def sweep_and_stop(page: Page, checks: Checks, name: str) -> None:
     """运行, then 停止 once a batch has trained: 已停止 within STOP_SECONDS, 运行 usable."""
     button(page, "运行").click()
-    started = wait_text(page, r"第 1/2 次运行：批量 \d+/\d+", 120)
+    started = wait_text(page, "^正在训练", 120)  # the last sweep's texts replaced
+    started = started and wait_text(page, r"第 1/2 次运行：批量 \d+/\d+", 120)
     checks.check(started, f"{name}: 运行 started a sweep (per-batch progress shows)")
     clicked = time.monotonic()
     button(page, "停止").click()
@@ -230,6 +245,22 @@ def read_path(page: Page, text: str) -> None:
     button(page, "识别").click()
 
 
+def check_panels(page: Page, checks: Checks, url: str, folder: Path) -> None:
+    """The notebook run; three sweeps stopped (the third after a reload); the photo panel."""
+    run_all(page, url)
+    button(page, "运行").wait_for(timeout=START_SECONDS * 1000)
+    add_font(page)
+    sweep_and_stop(page, checks, "sweep-1")
+    sweep_and_stop(page, checks, "sweep-2")
+    page.keyboard.press("Control+s")  # saved, so that the reloaded page shows the panels
+    page.locator(".jp-mod-dirty").wait_for(state="detached", timeout=30_000)
+    page.reload()
+    button(page, "运行").wait_for(timeout=120_000)
+    add_font(page)
+    sweep_and_stop(page, checks, "sweep-3-after-reload")
+    photo_panel(page, checks, folder)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jupyter", default=shutil.which("jupyter"), help="JupyterLab's jupyter")
@@ -247,16 +278,11 @@ def main() -> int:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []
             page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-            run_all(page, f"{base}/lab/tree/check.ipynb?token={TOKEN}")
-            ready = button(page, "运行")
-            ready.wait_for(timeout=START_SECONDS * 1000)
-            sweep_and_stop(page, checks, "sweep-1")
-            sweep_and_stop(page, checks, "sweep-2")
-            page.reload()
-            button(page, "运行").wait_for(timeout=120_000)
-            sweep_and_stop(page, checks, "sweep-3-after-reload")
-            photo_panel(page, checks, folder)
-            browser.close()
+            try:
+                check_panels(page, checks, f"{base}/lab/tree/check.ipynb?token={TOKEN}", folder)
+            finally:
+                page.screenshot(path=str(SHOTS / "last.png"), full_page=True)
+                browser.close()
         print(f"console errors: {len(errors)}", *errors[:10], sep="\n  ")
     print(f"{len(checks.failed)} check(s) failed" if checks.failed else "every check held")
     return 1 if checks.failed else 0
