@@ -93,8 +93,15 @@ def free_port() -> int:
 
 def write_notebook(folder: Path) -> Path:
     cells = [
-        {"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
-        for src in CELLS
+        {
+            "cell_type": "code",
+            "id": f"cell-{i}",
+            "metadata": {},
+            "source": src,
+            "outputs": [],
+            "execution_count": None,
+        }
+        for i, src in enumerate(CELLS)
     ]
     spec = {"name": KERNEL, "display_name": "d2lhelpers check", "language": "python"}
     notebook = {"cells": cells, "metadata": {"kernelspec": spec}, "nbformat": 4,
