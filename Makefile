@@ -20,7 +20,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: book test venv lint unit fast widgets7 integration notebooks bench bench-install clean \
 	assets browser-deps browser colab-check gpu-check gpu-check-dry gpu-carry oldest real-check \
-	budget book-checks standin-model
+	budget book-checks standin-model jupyterlab-check
 
 venv: $(STAMP)
 
@@ -160,6 +160,17 @@ oldest:
 # `make gpu-check-dry` (in `make test`) runs the same steps at tiny sizes on the CPU, into _build/.
 # See scripts/gpu_check.py.
 GPU_PYTHON ?= python3
+# The panels clicked in a real JupyterLab by Chromium: 运行 then 停止 three times (the third after
+# a reload) and the photo panel. JupyterLab runs from its own environment, the kernel from $(VENV).
+# Not part of `make test` (it installs JupyterLab); about 25 s once the stand-in is cached.
+LAB := $(VENV)/jupyterlab
+$(LAB)/bin/jupyter: $(STAMP)
+	$(PYTHON) -m venv $(LAB)
+	$(LAB)/bin/pip install --quiet "jupyterlab==4.6.6" "jupyterlab_widgets==$$($(BIN)/python -c \
+	  'import importlib.metadata as m; print(m.version("jupyterlab_widgets"))')"
+jupyterlab-check: $(STAMP) browser-deps $(LAB)/bin/jupyter
+	$(BIN)/python scripts/jupyterlab_check.py --jupyter $(LAB)/bin/jupyter
+
 gpu-check:
 	$(GPU_PYTHON) scripts/gpu_check.py
 

@@ -55,12 +55,16 @@ def is_url(text: str) -> bool:
     return text.strip().lower().startswith(("http://", "https://"))
 
 
+QUOTES = ('""', "''", "\u201c\u201d", "\u2018\u2019")  # pairs of quotes around a pasted path
+
+
 def unquoted(text: str) -> str:
     """``text`` without surrounding whitespace and one pair of surrounding quotes (as Windows'
     "Copy as path" gives a path)."""
     text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        return text[1:-1].strip()
+    for opening, closing in QUOTES:
+        if len(text) >= 2 and text[0] == opening and text[-1] == closing:
+            return text[1:-1].strip()
     return text
 
 

@@ -41,6 +41,7 @@ SETTING_FIELDS = (
     "augment",
     "init_hotdog_row",
 )  # what a setting is, without its seed: runs that differ only in seed are repeats
+UNFINISHED = ("stopped", "interrupted")  # statuses of runs cut short by the learner: no result
 
 
 @dataclass(frozen=True)
@@ -347,9 +348,10 @@ def setting_of(record: dict) -> tuple:
 
 
 def seed_summary(records: Sequence[dict], key: str = "val_acc") -> list[dict]:
-    """One row per setting over its seeds' final records: the setting's fields, ``seeds``,
-    ``mean``, ``low`` and ``high`` of ``key`` (over the runs that have it), and ``failed``
-    (how many runs diverged or stopped). Settings in order of their first run."""
+    """One row per setting over its seeds' final records: the setting's fields, ``seeds``
+    (every run's), ``mean``, ``low`` and ``high`` of ``key`` (over the runs that have it),
+    ``failed`` (how many runs diverged or stopped) and ``finished`` (how many were not cut
+    short, see :data:`UNFINISHED`). Settings in order of their first run."""
     groups: dict[tuple, list[dict]] = {}
     for record in final_records(records):
         groups.setdefault(setting_of(record), []).append(record)
@@ -365,6 +367,7 @@ def seed_summary(records: Sequence[dict], key: str = "val_acc") -> list[dict]:
             "low": found and found.low,
             "high": found and found.high,
             "failed": sum(r["status"] != "ok" for r in group),
+            "finished": sum(r["status"] not in UNFINISHED for r in group),
             "statuses": [r["status"] for r in group],
         })  # fmt: skip
     return rows

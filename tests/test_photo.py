@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import re
+import socket
 import struct
 import time
+import urllib.error
 import zlib
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -26,7 +29,17 @@ from http_server import running
 from PIL import Image
 from torchvision.models import resnet18
 
-from d2lhelpers.book.photo_panel import PhotoPanel, uploaded_files
+from d2lhelpers.book import photo_panel
+from d2lhelpers.book.photo_panel import (
+    DISPLAY_SIDE,
+    READING_TEXT,
+    UPLOAD_TOOLTIP,
+    PhotoPanel,
+    display_size,
+    english_detail,
+    photo_reason,
+    uploaded_files,
+)
 from d2lhelpers.data import HOTDOG_CLASSES, BatchLoader, Recipe, decode_folder
 from d2lhelpers.photo import (
     PhotoError,
@@ -34,6 +47,7 @@ from d2lhelpers.photo import (
     fetch_photo,
     load_photo,
     photo_pixels,
+    unquoted,
 )
 from d2lhelpers.precision import choose_precision
 
@@ -335,16 +349,18 @@ def test_uploaded_files_normalises_both_versions(good_jpeg: bytes) -> None:
         uploaded_files(b"abc")
 
 
+UPLOADED_AT = datetime(2026, 1, 2, tzinfo=timezone.utc)  # a file's time: the same each upload
+
+
 def upload(panel: PhotoPanel, name: str, content: bytes) -> None:
     """Simulate the browser's upload as the running ipywidgets receives one."""
     if IPYWIDGETS_7:  # the front end sends metadata and data, then bumps the counter
         panel.upload.metadata = [{"name": name, "type": "image/jpeg", "size": len(content)}]
         panel.upload.data = [content]
         panel.upload._counter += 1
-    else:
-        now = datetime.now(timezone.utc)
+    else:  # the same file again is the same value, as the front end sends it
         entry = {"name": name, "type": "image/jpeg", "size": len(content),
-                 "content": memoryview(content), "last_modified": now}  # fmt: skip
+                 "content": memoryview(content), "last_modified": UPLOADED_AT}  # fmt: skip
         panel.upload.value = (entry,)
 
 
@@ -352,17 +368,32 @@ def shown(panel: PhotoPanel) -> bytes:
     return bytes(panel.image.value)
 
 
+def shown_size(panel: PhotoPanel) -> tuple[tuple[int, int], tuple[str, str]]:
+    """The shown JPEG's pixels, and the size the page draws it at."""
+    pixels = Image.open(BytesIO(shown(panel))).size
+    return pixels, (panel.image.layout.width, panel.image.layout.height)
+
+
 def assert_prediction(panel: PhotoPanel) -> None:
     assert "预测：<b>" in panel.result.value, panel.result.value
     assert "热狗</b>（概率 " in panel.result.value and "%）" in panel.result.value
     assert shown(panel).startswith(JPEG) and panel.image.layout.display is None
-    assert max(Image.open(BytesIO(shown(panel))).size) <= 320
+    (width, height), (css_width, css_height) = shown_size(panel)
+    assert max(width, height) <= DISPLAY_SIDE
+    drawn = int(css_width.removesuffix("px")), int(css_height.removesuffix("px"))
+    assert max(drawn) <= DISPLAY_SIDE and drawn[0] * height == pytest.approx(
+        drawn[1] * width, 0.02 * drawn[0] * height
+    )
 
 
-def assert_error(panel: PhotoPanel, chinese: str, english: str) -> None:
+def assert_error(panel: PhotoPanel, chinese: str, name: str = "") -> None:
+    """A red line with the Chinese reason; the input named once, no English class name."""
     value = panel.result.value
-    assert chinese in value and english in value and "#c62828" in value, value
-    assert "Traceback" not in value
+    assert chinese in value and "#c62828" in value, value
+    assert "Traceback" not in value and not re.search(r"[A-Za-z]*(Error|Exception)\b", value)
+    assert "decompression bomb" not in value.lower()
+    assert not name or value.count(name) <= 1, value
+    assert READING_TEXT not in value
     assert shown(panel) == b"" and panel.image.layout.display == "none"
 
 
@@ -371,6 +402,12 @@ def test_panel_controls(monkeypatch: pytest.MonkeyPatch, net: torch.nn.Module) -
     assert (panel.upload.accept, panel.upload.multiple) == ("image/*", False)
     assert panel.button.description == "识别" and panel.upload.description == "上传照片"
     assert isinstance(panel.widget, ipywidgets.VBox) and panel.result.value == ""
+    # The button's title: the front ends show the model's tooltip ("null" when it is None).
+    assert panel.upload.get_state()["tooltip"] == UPLOAD_TOOLTIP
+    assert panel.button.get_state()["tooltip"]
+    # The prediction sits beside the photo, not under a full-width image.
+    assert panel.image in panel.widget.children[1].children
+    assert panel.result in panel.widget.children[1].children
     seen = []
     monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: seen.extend(objs))
     panel._ipython_display_()
@@ -382,11 +419,11 @@ def test_panel_uploads(net: torch.nn.Module, good_jpeg: bytes, huge_jpeg: bytes)
     upload(panel, "cat.jpg", good_jpeg)
     assert_prediction(panel)
     upload(panel, "notes.txt", b"not an image")
-    assert_error(panel, "无法读取这张照片。", "PhotoError: Could not read the photo notes.txt")
+    assert_error(panel, "无法读取「notes.txt」：这不是图片文件", "notes.txt")
     upload(panel, "cut.jpg", good_jpeg[:500])
-    assert_error(panel, "无法读取这张照片。", "Could not read the photo cut.jpg: ")
+    assert_error(panel, "无法读取「cut.jpg」：文件不完整", "cut.jpg")
     upload(panel, "empty.jpg", b"")
-    assert_error(panel, "无法读取这张照片。", "empty.jpg: the file is empty")
+    assert_error(panel, "无法读取「empty.jpg」：文件是空的（0 字节）。", "empty.jpg")
     upload(panel, "cmyk.jpg", encode(Image.new("CMYK", (30, 20), (0, 255, 255, 0)), "JPEG"))
     assert_prediction(panel)
     upload(panel, "16bit.png", encode(Image.fromarray(np.full((20, 30), 9000, np.uint16)), "PNG"))
@@ -395,43 +432,181 @@ def test_panel_uploads(net: torch.nn.Module, good_jpeg: bytes, huge_jpeg: bytes)
     assert_prediction(panel)
     upload(panel, "rotated.jpg", exif_rotated())
     assert_prediction(panel)
-    assert Image.open(BytesIO(shown(panel))).size == (20, 40)  # shown upright
+    assert shown_size(panel) == ((20, 40), ("40px", "80px"))  # upright, enlarged twice only
     upload(panel, "huge.jpg", huge_jpeg)
     assert_prediction(panel)
-    assert Image.open(BytesIO(shown(panel))).size == (320, 240)
+    assert shown_size(panel) == ((320, 240), ("320px", "240px"))
     upload(panel, "huge.png", png_header(12000, 9000))
-    assert_error(panel, "无法读取这张照片。", "huge.png is too large to decode safely")
+    assert_error(panel, "无法读取「huge.png」：图片的像素太多", "huge.png")
+    upload(panel, "bomb.png", png_header(20000, 10000))  # PIL's own guard
+    assert_error(panel, "无法读取「bomb.png」：图片的像素太多", "bomb.png")
+
+
+def test_the_same_file_uploaded_again_is_classified_again(
+    net: torch.nn.Module, good_jpeg: bytes
+) -> None:
+    panel = PhotoPanel(net, RECIPE, HOTDOG_CLASSES)
+    for _ in range(3):
+        panel.result.value = ""
+        upload(panel, "cat.jpg", good_jpeg)
+        assert_prediction(panel)
+    upload(panel, "notes.txt", b"not an image")
+    panel.result.value = ""
+    upload(panel, "notes.txt", b"not an image")  # an error is shown again, not left as it was
+    assert_error(panel, "这不是图片文件", "notes.txt")
+
+
+def test_the_photo_is_decoded_for_display_at_display_size(
+    net: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 512 x 600 JPEG: the model sees the 1/8 decode (64 x 75, as the data set's decoding for
+    32 px crops); the page shows a decode at its own size, not that one enlarged."""
+    photo = encode(gradient(512, 600), "JPEG", quality=90)
+    seen = []
+    real = photo_panel.classify_photo
+    monkeypatch.setattr(
+        photo_panel, "classify_photo",
+        lambda net, image, *args: seen.append(image.size) or real(net, image, *args),
+    )  # fmt: skip
+    panel = PhotoPanel(net, RECIPE, HOTDOG_CLASSES)
+    upload(panel, "big.jpg", photo)
+    assert_prediction(panel)
+    assert seen == [(64, 75)]
+    assert shown_size(panel) == ((273, 320), ("273px", "320px"))
+    small = encode(gradient(61, 76), "JPEG", quality=90)  # the book's example's size
+    upload(panel, "small.jpg", small)
+    assert shown_size(panel) == ((61, 76), ("122px", "152px"))  # enlarged twice, not 4 times
+
+
+@pytest.mark.parametrize(("width", "height", "size"), [
+    (61, 76, (122, 152)), (400, 300, (320, 240)), (300, 4000, (24, 320)), (160, 160, (320, 320)),
+    (1, 1, (2, 2)),
+])  # fmt: skip
+def test_display_size(width: int, height: int, size: tuple[int, int]) -> None:
+    assert display_size(width, height) == size
+
+
+def test_reading_shows_while_a_photo_is_read_and_never_stays(
+    tmp_path: Path, net: torch.nn.Module, good_jpeg: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    panel = PhotoPanel(net, RECIPE, HOTDOG_CLASSES)
+    panel.show(good_jpeg)  # an earlier result, which must not read as the next one's
+    seen = []
+    real = photo_panel.load_photo
+
+    def spy(source, **kwargs):
+        seen.append((panel.result.value, shown(panel)))
+        return real(source, **kwargs)
+
+    monkeypatch.setattr(photo_panel, "load_photo", spy)
+    path = tmp_path / "cat.jpg"
+    path.write_bytes(good_jpeg)
+    for address, outcome in [(str(path), "预测："), (str(tmp_path / "nope.jpg"), "找不到这个文件")]:
+        seen.clear()
+        panel.address.value = address
+        panel.button.click()
+        assert seen and all(READING_TEXT in text and image == b"" for text, image in seen)
+        assert outcome in panel.result.value and READING_TEXT not in panel.result.value
+
+    def fail(source, **kwargs):
+        raise KeyboardInterrupt  # the kernel interrupted while reading
+
+    monkeypatch.setattr(photo_panel, "load_photo", fail)
+    with pytest.raises(KeyboardInterrupt):
+        panel.classify(good_jpeg, "cat.jpg")
+    assert panel.result.value == ""
 
 
 def test_panel_path_and_url(
-    tmp_path: Path, site: str, net: torch.nn.Module, good_jpeg: bytes
-) -> None:
+    tmp_path: Path, site: str, net: torch.nn.Module, good_jpeg: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    fetched = []
+    real = photo_panel.fetch_photo
+    monkeypatch.setattr(photo_panel, "fetch_photo", lambda url: fetched.append(url) or real(url))
     panel = PhotoPanel(net, RECIPE, HOTDOG_CLASSES)
     panel.button.click()
-    assert_error(panel, "请先输入图片的路径或网址。", "")
+    assert_error(panel, "请先输入图片的路径或网址。")
     path = tmp_path / "cat.jpg"
     path.write_bytes(good_jpeg)
-    panel.address.value = f"  {path}  "
-    panel.button.click()
-    assert_prediction(panel)
+    for typed in (f"  {path}  ", f'"{path}"', f"'{path}'", f" “{path}” "):  # pasted with quotes
+        panel.result.value = ""
+        panel.address.value = typed
+        panel.button.click()
+        assert_prediction(panel)
     panel.address.value = str(tmp_path / "missing.jpg")
     panel.button.click()
-    assert_error(panel, "无法读取这张照片。", "missing.jpg: no such file")
+    assert_error(panel, "missing.jpg」：找不到这个文件", "missing.jpg")
     panel.address.value = f"{site}/cat.jpg"
     panel.button.click()
     assert_prediction(panel)
+    assert fetched == [f"{site}/cat.jpg"]  # fetched once, decoded for the model and the page
     panel.address.value = f"{site}/missing.jpg"
     panel.button.click()
-    assert_error(panel, "无法读取这张照片。", "HTTP 404 Not Found")
+    assert_error(panel, "服务器答复 HTTP 404", f"{site}/missing.jpg")
     panel.address.value = f"{site}/page"
     panel.button.click()
-    assert_error(panel, "无法读取这张照片。", "is not an image but text/html")
+    assert_error(panel, "这个网址是网页，不是图片本身", f"{site}/page")
+    panel.address.value = "ftp://example.com/cat.jpg"
+    panel.button.click()
+    assert_error(panel, "只能读取以 http:// 或 https:// 开头的网址", "ftp://example.com")
+
+
+def chained(message: str, cause: BaseException) -> PhotoError:
+    """A PhotoError raised from ``cause``, as :mod:`d2lhelpers.photo` raises them."""
+    try:
+        raise PhotoError(message) from cause
+    except PhotoError as err:
+        return err
+
+
+URLError, HTTPError = urllib.error.URLError, urllib.error.HTTPError
+BOMB = (
+    "The photo u is too large to decode safely (Image size (200000000 pixels) exceeds limit of "
+    "178956970 pixels, could be decompression bomb DOS attack.)."
+)
+KNOWN_CAUSES = {  # id: (the error, its Chinese reason)
+    "http": (chained("u failed: HTTP 503.", HTTPError("u", 503, "Unavailable", {}, None)),  # type: ignore[arg-type]
+             "HTTP 503"),
+    "timeout": (chained("u failed.", URLError(TimeoutError("timed out"))), "没有答完"),
+    "dns": (chained("u failed.", URLError(socket.gaierror(-2, "Name or service not known"))),
+            "找不到这个网址的服务器"),
+    "refused": (chained("u failed.", URLError(ConnectionRefusedError(111, "Connection refused"))),
+                "拒绝了连接"),
+    "permission": (chained("u.", PermissionError(13, "Permission denied")), "没有读取这个文件"),
+    "too-long": (chained("u.", OSError(36, "File name too long")), "路径太长"),
+    "bomb": (PhotoError(BOMB), "像素太多"),
+    "bad-url": (chained("u is no address.", ValueError("Invalid IPv6 URL")), "网址的格式不对"),
+    "bytes": (PhotoError("u is larger than 20 MiB; save a smaller version."), "文件超过 20 MiB"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("err", "reason"), KNOWN_CAUSES.values(), ids=KNOWN_CAUSES)
+def test_known_causes_have_chinese_reasons(err: PhotoError, reason: str) -> None:
+    assert reason in (photo_reason(err, "u") or "")
+    assert reason in (photo_reason(err, "timeout.jpg") or "")
+
+
+def test_unknown_causes_keep_a_clean_english_detail() -> None:
+    err = PhotoError(
+        "Could not read the photo timeout.jpg: timeout.jpg: FancyDecoderError: the "
+        "quantum flux is inverted."
+    )
+    assert photo_reason(err, "timeout.jpg") is None  # its name is no cause
+    detail = english_detail(err, "timeout.jpg")
+    assert detail == "Could not read the photo the quantum flux is inverted."
+
+
+def test_unquoted() -> None:
+    assert unquoted(' "C:\\Users\\me\\cat.jpg" ') == "C:\\Users\\me\\cat.jpg"
+    assert unquoted("'a b.jpg'") == "a b.jpg" and unquoted("“a.jpg”") == "a.jpg"
+    assert unquoted('"a.jpg') == '"a.jpg' and unquoted('"') == '"' and unquoted("  ") == ""
 
 
 def test_panel_shows_a_model_failure_as_a_message(net: torch.nn.Module, good_jpeg: bytes) -> None:
     panel = PhotoPanel(net, RECIPE, ("a", "b", "c"))
     assert panel.classify(good_jpeg, "cat.jpg") is False
-    assert_error(panel, "识别时出错。", "ValueError: The net has 2 outputs")
+    assert_error(panel, "识别时出错：<small>The net has 2 outputs")
 
 
 def test_show_classifies_up_front(tmp_path: Path, net: torch.nn.Module, good_jpeg: bytes) -> None:
@@ -446,6 +621,7 @@ def test_show_classifies_up_front(tmp_path: Path, net: torch.nn.Module, good_jpe
     assert f"<b>{expected}</b>（概率 {probability:.1%}）" in panel.result.value
     state = panel.image.get_state()
     assert bytes(state["value"]).startswith(JPEG)
+    assert panel.image.layout.get_state()["width"] == "320px"  # in the saved state too
     assert panel.show(good_jpeg).result.value == panel.result.value
 
 

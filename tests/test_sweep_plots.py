@@ -13,12 +13,14 @@ from io import BytesIO
 
 import pytest
 from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_rgba
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from d2lhelpers.book import fonts
 from d2lhelpers.book.sweep_plots import (
+    STRIP,
     format_acc,
     format_loss,
     format_lr,
@@ -125,6 +127,7 @@ def test_results_table_aggregates_seeds_and_counts_failures() -> None:
     assert risky[4] == ["2"] and risky[6] == ["0.710"]  # one seed left: no range
     assert risky[8] == ["1 次发散"]
     assert stopped[3] == ["冻结主干"] and stopped[6:] == [["—"], ["—"], ["已停止"]]
+    assert stopped[4] == ["0"]  # a stopped run is no seed
     assert 'title="种子 0：在第 2 个迭代周期第 2 个批量发散（损失 2e+14）；种子 1：正常"' in table
     assert "None" not in table and "nan" not in table.lower()
 
@@ -269,3 +272,44 @@ def test_summary_over_the_body_rate_draws_a_line_along_eta_and_marks_divergence_
     assert "无精度" in [t.get_text() for t in ax.texts]
     with pytest.raises(ValueError, match="x must be one of"):
         summary_figure(sweep(specs), x="seed")
+
+
+def test_runs_without_an_accuracy_are_marked_in_the_strip_apart_by_kind() -> None:
+    """A diverged and a stopped run at the same epoch: both in the grey strip below 0 (never at
+    an accuracy of 0), the two kinds at different heights."""
+    records = sweep(
+        [
+            (SweepSetting(0.01, 100, 3, seed=0), {"diverge_at": 2}),
+            (SweepSetting(0.01, 10, 3, seed=0), {"status": "stopped"}),
+        ]
+    )
+    for fig in (live_figure(records), summary_figure(records)):
+        (ax,) = fig.axes
+        marks = {
+            line.get_label(): line.get_ydata()[0]
+            for line in ax.lines
+            if line.get_linestyle() == "None"
+        }
+        assert set(marks) == {"发散（无精度）", "已停止（无精度）"}
+        assert all(STRIP[0] < y < STRIP[1] < 0 for y in marks.values()), marks
+        assert len(set(marks.values())) == 2
+        assert ax.get_ylim()[0] <= STRIP[0]
+
+
+@pytest.mark.parametrize("count", [11, 25])
+def test_past_ten_settings_colours_stay_apart_and_the_legend_holds(count: int) -> None:
+    specs = [(SweepSetting(0.001 * (i + 1), 10, 2), {}) for i in range(count - 1)]
+    records = sweep([*specs, (SweepSetting(1.0, 10, 2), {"diverge_at": 2})])
+    by_epochs = sweep([(SweepSetting(0.01, 10, e), {}) for e in range(1, count + 1)])
+    for fig in (live_figure(records), summary_figure(by_epochs)):
+        (ax,) = fig.axes
+        drawn = [line for line in ax.lines if line.get_linestyle() != "None"]
+        assert len({to_rgba(line.get_color()) for line in drawn}) == count
+        (legend,) = fig.legends  # under the axes, not inside them
+        assert ax.get_legend() is None
+        fig.draw_without_rendering()
+        box, page = legend.get_window_extent(), fig.bbox
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0, (box, page)
+        assert box.y1 <= ax.get_window_extent().y0  # below the axes
+    texts = [t.get_text() for t in live_figure(records).legends[0].get_texts()]
+    assert len(texts) == count + 1 and texts[-1] == "发散（无精度）"  # failures last

@@ -2,9 +2,10 @@
 """The sweep panel: a real tiny sweep through its controls, and a fake sweeper for the rest.
 
 The fake calls ``on_progress``, ``should_stop`` and ``on_run`` as :class:`Sweeper` does, batch
-by batch, without training. Buttons are clicked for real (``button.click()``). ipywidgets only
-logs an exception raised in an ``on_click`` handler, so these tests assert on the panel's
-state after a click, never on "no exception". They also run against ipywidgets 7.7.1
+by batch, without training. Buttons are clicked for real (``button.click()``); a Run click
+starts the sweep in the panel's worker thread, so the tests wait for it (:func:`click_run`).
+ipywidgets only logs an exception raised in an ``on_click`` handler, so these tests assert on
+the panel's state after a click, never on "no exception". They also run against ipywidgets 7.7.1
 (Colab's): ``bash scripts/ipywidgets7_env.sh DIR`` then ``PYTHONPATH=DIR pytest ...``.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import ipywidgets
@@ -19,7 +21,7 @@ import pytest
 import torch
 
 from d2lhelpers.book.sweep_plots import format_lr, live_figure, summary_figure
-from d2lhelpers.book.widgets import FEATURES_TEXT, SweepPanel
+from d2lhelpers.book.widgets import BUSY_TEXT, FEATURES_TEXT, SweepPanel
 from d2lhelpers.sweep import RECORD_FIELDS, Sweeper, SweepSetting, records_of
 from d2lhelpers.train import EpochStats, History
 from d2lhelpers.workspace import Workspace
@@ -147,6 +149,12 @@ class Delegate:
         return self.sweeper.run(settings, on_run, progress, both, should_stop, first_run)
 
 
+def click_run(panel: SweepPanel) -> None:
+    """Click Run and wait for the worker's sweep to end."""
+    panel.run_button.click()
+    assert panel.wait(timeout=60), "the sweep did not end within 60 s"
+
+
 def png(image: ipywidgets.Image) -> bytes:
     """An Image widget's bytes (ipywidgets 8 holds a memoryview, 7 bytes)."""
     return bytes(image.value)
@@ -229,7 +237,7 @@ def test_freezing_disables_augmentation() -> None:
     panel.freeze_body.value = True
     assert panel.augment.disabled
     panel.multipliers.value = (1,)
-    panel.run_button.click()
+    click_run(panel)
     assert [s.augment for s in fake.calls[0]] == [False]
     panel.freeze_body.value = False
     assert not panel.augment.disabled
@@ -242,7 +250,7 @@ def test_real_sweep_trains_shows_results_and_stops(sweeper: Sweeper) -> None:
     panel.multipliers.value = (10, 1)
     panel.epochs.value = 1
     panel.freeze_body.value = True
-    panel.run_button.click()
+    click_run(panel)
 
     assert "完成：2 次运行，用时" in status(panel), panel.status.value
     assert len(panel.records) == 2 * 1
@@ -261,12 +269,12 @@ def test_real_sweep_trains_shows_results_and_stops(sweeper: Sweeper) -> None:
     assert re.fullmatch(r"第 2/2 次运行：批量 (\d+)/\1", panel.progress_text.value)
     assert idle(panel)
 
-    # Stop from within a batch of a real run (as JupyterLab's subshell delivers it).
+    # Stop clicked between two batches of a real run, in the worker's thread.
     stopper = Delegate(sweeper, lambda done, total: done == 1 and panel.stop_button.click())
     panel.sweeper = stopper
     panel.freeze_body.value = False
     panel.multipliers.value = (2, 5)
-    panel.run_button.click()
+    click_run(panel)
     assert statuses(panel) == ["ok", "ok", "stopped"]  # the second setting never ran
     assert column(panel, "状态") == ["正常", "正常", "已停止"]
     assert "已停止：2 次运行中完成 0 次，第 1 次运行已停止，其余 1 次未运行" in status(panel)
@@ -282,7 +290,7 @@ def test_live_figure_and_progress_update_after_each_run() -> None:
          png(panel.live_plot)[:4])
     )  # fmt: skip
     panel.multipliers.value = (1, 2, 5)
-    panel.run_button.click()
+    click_run(panel)
     # Before each run: Run is off and Stop on; the bar and figure show the runs before it.
     assert seen == [(True, False, 0, b""), (True, False, 1, PNG), (True, False, 2, PNG)]
     assert (panel.progress.value, panel.progress.max) == (3, 3)
@@ -298,7 +306,7 @@ def test_progress_moves_per_batch() -> None:
         (run, done, panel.progress.value, panel.progress_text.value)
     )
     panel.multipliers.value = (1, 2, 5)
-    panel.run_button.click()
+    click_run(panel)
     assert len(seen) == 3 * 8
     assert seen[0] == (0, 1, pytest.approx(1 / 8), "第 1/3 次运行：批量 1/8")
     assert seen[10] == (1, 3, pytest.approx(1 + 3 / 8), "第 2/3 次运行：批量 3/8")
@@ -314,7 +322,7 @@ def test_progress_redraws_are_throttled_but_reach_each_runs_end() -> None:
     panel.update_interval = 3600.0
     fake.after_batch = lambda run, done, total: seen.append(panel.progress_text.value)
     panel.multipliers.value = (1, 2)
-    panel.run_button.click()
+    click_run(panel)
     assert len(set(seen)) <= 4  # not one redraw per batch
     assert seen[49] == "第 1/2 次运行：批量 50/50" and seen[-1] == "第 2/2 次运行：批量 50/50"
 
@@ -329,7 +337,7 @@ def test_feature_step_is_announced_once() -> None:
     )
     panel.freeze_body.value = True
     panel.multipliers.value = (1, 2)
-    panel.run_button.click()
+    click_run(panel)
     assert seen[0] == ("before", 0, FEATURES_TEXT)
     assert seen[1][:2] == ("batch", 0) and seen[1][2].startswith("正在训练，共 2 次运行……")
     assert FEATURES_TEXT not in seen[2][2]  # the second frozen run reuses the features
@@ -341,13 +349,13 @@ def test_feature_step_is_announced_once() -> None:
         FakeSweeper(features_ready=False, before_run=lambda run: seen.append(status(panel)))
     )
     panel.multipliers.value = (1,)
-    panel.run_button.click()
+    click_run(panel)
     assert FEATURES_TEXT not in seen[0]
 
 
 def test_stop_clicked_from_another_thread_mid_sweep() -> None:
-    """As in JupyterLab with ipykernel 7, whose comm subshell runs Stop's handler while Run's
-    is busy: the flag is a threading.Event, read before the next batch."""
+    """Stop's handler runs on the kernel's thread while the worker trains: the flag is a
+    threading.Event, read before the next batch."""
     seen = {}
 
     def click_stop(run: int, done: int, total: int) -> None:
@@ -361,7 +369,7 @@ def test_stop_clicked_from_another_thread_mid_sweep() -> None:
     fake = FakeSweeper(on_batch=click_stop)
     panel = SweepPanel(fake)
     panel.multipliers.value = (1, 2, 5)
-    panel.run_button.click()
+    click_run(panel)
 
     assert seen["stop enabled"] and "正在停止" in seen["status"]
     assert sorted({r["run"] for r in panel.records}) == [0, 1]  # the third setting never ran
@@ -377,11 +385,11 @@ def test_stop_clicked_from_another_thread_mid_sweep() -> None:
     # The panel works again, and the stopped seed is run again (it never finished).
     fake.on_batch = None
     panel.multipliers.value = (2,)
-    panel.run_button.click()
+    click_run(panel)
     assert "完成：1 次运行" in status(panel)
     assert [s.seed for s in fake.calls[-1]] == [0]
     assert statuses(panel) == ["ok", "stopped", "ok"]
-    assert column(panel, "种子") == ["1", "2"]
+    assert column(panel, "种子") == ["1", "1"]  # the stopped run is no seed
     assert column(panel, "状态") == ["正常", "1 次停止"]
 
 
@@ -390,27 +398,29 @@ def test_stop_clicked_within_a_progress_callback() -> None:
     panel = SweepPanel(fake)
     fake.after_batch = lambda run, done, total: (run, done) == (0, 2) and panel.stop_button.click()
     panel.multipliers.value = (1, 2)
-    panel.run_button.click()
+    click_run(panel)
     assert statuses(panel) == ["stopped"]
     assert "已停止：2 次运行中完成 0 次，第 1 次运行已停止，其余 1 次未运行" in status(panel)
     assert idle(panel)
 
 
 def test_stop_click_after_the_sweep_is_ignored() -> None:
-    """Classic ipykernel delivers a Stop click only after Run's handler returns."""
+    """A Stop click that arrives after the sweep has ended changes nothing."""
     fake = FakeSweeper()
     panel = SweepPanel(fake)
     panel.multipliers.value = (1,)
-    panel.run_button.click()
+    click_run(panel)
     done = panel.status.value
     panel.stop_button.click()  # disabled in the front end; a late click is a no-op
     assert panel.status.value == done
     panel.multipliers.value = (2,)
-    panel.run_button.click()
+    click_run(panel)
     assert statuses(panel) == ["ok", "ok"]
 
 
 def test_kernel_interrupt_keeps_earlier_runs_and_records_the_current_one() -> None:
+    """Ctrl-C reaches a sweep that runs in a cell (``run()``, on the kernel's main thread)."""
+
     def interrupt(run: int, done: int, total: int) -> None:
         if (run, done) == (1, 7):
             raise KeyboardInterrupt
@@ -418,7 +428,7 @@ def test_kernel_interrupt_keeps_earlier_runs_and_records_the_current_one() -> No
     fake = FakeSweeper(on_batch=interrupt)
     panel = SweepPanel(fake, epochs=3)
     panel.multipliers.value = (1, 2, 5)
-    panel.run_button.click()
+    panel.run()
     assert statuses(panel) == ["ok", "interrupted"]
     interrupted = final(panel, 1)
     assert interrupted["epoch"] == 2 and interrupted["val_acc"] is None  # in batch 7 of 4 x 3
@@ -431,7 +441,7 @@ def test_kernel_interrupt_keeps_earlier_runs_and_records_the_current_one() -> No
 
     fake.on_batch = None  # usable again; run numbers go on
     panel.multipliers.value = (10,)
-    panel.run_button.click()
+    panel.run()
     assert final(panel, 2)["status"] == "ok"
 
 
@@ -440,7 +450,7 @@ def test_interrupt_caught_by_the_trainer_ends_the_sweep() -> None:
     fake = FakeSweeper(interrupt=(0, 6))  # after epoch 1 of run 0
     panel = SweepPanel(fake, epochs=3)
     panel.multipliers.value = (1, 2)
-    panel.run_button.click()
+    panel.run()
     assert sorted({r["run"] for r in panel.records}) == [0]
     last = final(panel, 0)
     assert (last["status"], last["epoch"], last["val_acc"]) == ("interrupted", 2, None)
@@ -449,20 +459,69 @@ def test_interrupt_caught_by_the_trainer_ends_the_sweep() -> None:
 
 
 def test_run_click_while_running_is_ignored() -> None:
+    seen = []
     fake = FakeSweeper()
     panel = SweepPanel(fake)
-    fake.before_run = lambda run: panel.run_button.click()
+    fake.before_run = lambda run: seen.extend([panel.start(), status(panel)])
     panel.multipliers.value = (1,)
-    panel.run_button.click()
+    click_run(panel)
+    assert seen == [False, BUSY_TEXT]
     assert len(fake.calls) == 1
     assert len(panel.records) == 3
+    assert status(panel).startswith("完成：1 次运行")
+
+
+def test_two_sweeps_in_a_row_are_each_stopped_by_a_click() -> None:
+    """The Run click returns at once; Stop, clicked on the test's thread (the kernel's) while
+    the worker trains, ends each sweep after the batch in progress."""
+    batches: list[int] = []  # the batches of this sweep's first run
+    training = threading.Event()
+
+    def slow_batch(run: int, done: int, total: int) -> None:
+        batches.append(done)
+        training.set()
+        time.sleep(0.005)  # 2 settings x 3 epochs x 100 batches: 3 s if never stopped
+
+    panel = SweepPanel(FakeSweeper(batches=100, on_batch=slow_batch), epochs=3)
+    panel.multipliers.value = (1, 2)
+    for sweep in range(2):
+        training.clear()
+        batches.clear()
+        begun = time.perf_counter()
+        panel.run_button.click()
+        assert time.perf_counter() - begun < 0.5  # the handler did not train
+        assert training.wait(timeout=5)
+        assert panel.run_button.disabled and not panel.stop_button.disabled
+        panel.stop_button.click()
+        assert panel.wait(timeout=5)
+        assert time.perf_counter() - begun < 2.0
+        assert statuses(panel) == ["stopped"] * (sweep + 1)
+        assert max(batches) < 100, max(batches)  # stopped within its first epoch
+        assert status(panel).startswith(
+            "已停止：2 次运行中完成 0 次，第 1 次运行已停止，其余 1 次未运行"
+        ), status(panel)
+        assert "用时 0 秒" not in status(panel)  # a stop within a second says 不到 1 秒
+        assert idle(panel)
+    assert column(panel, "种子") == ["0"]  # stopped runs are not seeds
+    assert column(panel, "状态") == ["2 次停止"]
+
+
+def test_the_status_advises_what_stops_the_sweep() -> None:
+    """Stop always stops a sweep started by the button; in a cell, the kernel's ■ does."""
+    seen = []
+    panel = SweepPanel(FakeSweeper(before_run=lambda run: seen.append(status(panel))))
+    panel.multipliers.value = (1,)
+    click_run(panel)
+    panel.run()
+    assert seen[0] == "正在训练，共 1 次运行……（点「停止」在当前批量之后停止）"
+    assert seen[1].endswith("若无反应，请中断内核 ■）")
 
 
 def test_diverged_run_is_a_result_not_an_error() -> None:
     panel = SweepPanel(FakeSweeper())
     panel.learning_rate.value = 0.1
     panel.multipliers.value = (1, 100)  # head lr 0.1 trains; head lr 10 diverges in epoch 2
-    panel.run_button.click()
+    click_run(panel)
 
     assert "完成：2 次运行，其中 1 次发散，用时" in status(panel)
     assert column(panel, "状态") == ["正常", "发散"]
@@ -479,7 +538,7 @@ def test_diverged_run_is_a_result_not_an_error() -> None:
 def test_huge_loss_is_compact() -> None:
     panel = SweepPanel(FakeSweeper(train_loss=2.0e14))
     panel.multipliers.value = (1,)
-    panel.run_button.click()
+    click_run(panel)
     assert column(panel, "训练损失") == ["2.0e+14"]
 
 
@@ -488,7 +547,7 @@ def test_learning_rates_read_the_same_everywhere() -> None:
     panel.learning_rate.value = 1e-3
     assert panel.learning_rate_readout.value == "1.0e-3" == format_lr(panel.learning_rate.value)
     panel.multipliers.value = (10,)
-    panel.run_button.click()
+    click_run(panel)
     assert column(panel, "学习率") == [panel.learning_rate_readout.value]
     (live,) = live_figure(panel.records).axes
     assert [t.get_text() for t in live.get_legend().get_texts()] == ["运行 0：输出层学习率 1.0e-2"]
@@ -499,7 +558,7 @@ def test_learning_rates_read_the_same_everywhere() -> None:
 def test_one_epoch_axis_has_integer_ticks() -> None:
     panel = SweepPanel(FakeSweeper(), epochs=1)
     panel.multipliers.value = (1, 2)
-    panel.run_button.click()
+    click_run(panel)
     fig = live_figure(panel.records)
     fig.draw_without_rendering()
     (ax,) = fig.axes
@@ -512,7 +571,7 @@ def test_seeds_add_repeats_and_aggregate() -> None:
     fake = FakeSweeper()
     panel = SweepPanel(fake, seeds=2)
     panel.multipliers.value = (1,)
-    panel.run_button.click()
+    click_run(panel)
     assert [s.seed for s in fake.calls[-1]] == [0, 1]
     assert column(panel, "种子") == ["2"]
     assert column(panel, "验证精度") == [
@@ -521,7 +580,7 @@ def test_seeds_add_repeats_and_aggregate() -> None:
     # Another click on the same setting adds new seeds; another setting starts from seed 0.
     panel.seeds.value = 1
     panel.multipliers.value = (1, 2)
-    panel.run_button.click()
+    click_run(panel)
     assert [(s.head_multiplier, s.seed) for s in fake.calls[-1]] == [(1, 2), (2, 0)]
     assert column(panel, "种子") == ["3", "1"]
     assert [r["run"] for r in panel.records if r["epoch"] == 1] == [0, 1, 2, 3]
@@ -531,11 +590,11 @@ def test_empty_selection_is_a_message_cleared_by_a_change() -> None:
     fake = FakeSweeper()
     panel = SweepPanel(fake)
     panel.multipliers.value = (1,)
-    panel.run_button.click()
+    click_run(panel)
     before = ([dict(r) for r in panel.records], panel.table.value, png(panel.summary_plot))
 
     panel.multipliers.value = ()
-    panel.run_button.click()
+    click_run(panel)
     assert status(panel) == "请至少选择一个输出层倍数。"
     assert "Error" not in panel.status.value and "Traceback" not in panel.status.value
     assert len(fake.calls) == 1  # no second sweep
@@ -550,7 +609,7 @@ def test_bad_setting_is_a_message() -> None:
     panel = SweepPanel(fake, multipliers=(1, 2))
     panel.multipliers.options = [("0", 0), ("1", 1)]  # a bad option set after construction
     panel.multipliers.value = (0, 1)
-    panel.run_button.click()
+    click_run(panel)
     assert status(panel) == "出错：head_multiplier must be a positive finite number, got 0."
     assert fake.calls == [] and panel.records == []
     assert idle(panel)
@@ -560,7 +619,7 @@ def test_sweeper_error_is_a_message_and_keeps_finished_runs() -> None:
     fake = FakeSweeper(fail_after=1)
     panel = SweepPanel(fake)
     panel.multipliers.value = (1, 10)
-    panel.run_button.click()
+    click_run(panel)
     message = "出错：CUDA out of memory. Tried to allocate 2 GiB（2 次运行中已完成 1 次）"
     assert status(panel) == message  # on one line, without the exception's class name
     assert "RuntimeError" not in panel.status.value and "\n" not in panel.status.value
@@ -571,19 +630,19 @@ def test_sweeper_error_is_a_message_and_keeps_finished_runs() -> None:
     assert panel.progress.value == 1
 
     fake.fail_after = None  # the next successful run replaces the error
-    panel.run_button.click()
+    click_run(panel)
     assert status(panel).startswith("完成：2 次运行")
 
 
 def test_accumulate_and_clear() -> None:
     panel = SweepPanel(FakeSweeper())
     panel.multipliers.value = (1, 2)
-    panel.run_button.click()
+    click_run(panel)
     first_summary = png(panel.summary_plot)
     panel.multipliers.value = (5,)
     panel.epochs.value = 2
     panel.init_hotdog_row.value = True
-    panel.run_button.click()
+    click_run(panel)
     assert [r["run"] for r in panel.records] == [0, 0, 0, 1, 1, 1, 2, 2]
     assert column(panel, "周期") == ["3", "3", "2"]
     assert column(panel, "其他") == ["—", "—", "热狗类初始化"]
@@ -595,7 +654,7 @@ def test_accumulate_and_clear() -> None:
     assert png(panel.summary_plot) == png(panel.live_plot) == b""
     assert panel.summary_plot.layout.display == "none"
     assert panel.progress.value == 0
-    panel.run_button.click()  # after Clear, run numbers and seeds start again from 0
+    click_run(panel)  # after Clear, run numbers and seeds start again from 0
     assert {r["run"] for r in panel.records} == {0}
     assert panel.records[0]["seed"] == 0
 
@@ -628,7 +687,7 @@ def test_figures_are_labelled_in_chinese() -> None:
     panel.learning_rate.value = 0.1
     panel.multipliers.value = (1, 100)  # the second run diverges
     panel.freeze_body.value = True
-    panel.run_button.click()
+    click_run(panel)
 
     (live,) = live_figure(panel.records).axes
     assert (live.get_xlabel(), live.get_ylabel()) == ("迭代周期", "验证精度")
@@ -643,3 +702,12 @@ def test_figures_are_labelled_in_chinese() -> None:
     assert [t.get_text() for t in summary.get_legend().get_texts()] == [
         "基础学习率 1.0e-1，3 个迭代周期，冻结主干", "发散（无精度）",
     ]  # fmt: skip
+
+
+def test_a_failing_figure_leaves_the_panel_usable(monkeypatch: pytest.MonkeyPatch) -> None:
+    panel = SweepPanel(FakeSweeper())
+    panel.multipliers.value = (1,)
+    monkeypatch.setattr(panel, "_show_results", lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        panel.run()
+    assert idle(panel) and status(panel).startswith("完成：1 次运行")

@@ -7,8 +7,11 @@
   mean over seeds with their range as error bars;
 * :func:`results_table`: an HTML table, one row per setting, its seeds aggregated;
 
-Runs that diverged, were stopped or interrupted have no accuracy: the figures mark them at
-the bottom of the axes and leave them out of means and ranges; the tables count them.
+Runs that diverged, were stopped or interrupted have no accuracy: the figures mark them in a
+grey strip below the accuracy axis (diverged above, stopped and interrupted below: never at an
+accuracy of 0) and leave them out of means and ranges; the tables count them. Each setting has
+a colour of its own however many there are (:func:`setting_colors`); a legend of more than
+:data:`LEGEND_INSIDE` entries goes under the axes, in as many columns as its labels allow.
 Numbers are formatted by :func:`format_lr`, :func:`format_acc` and :func:`format_loss`,
 everywhere (the panel's readout too), so one learning rate reads the same in every place.
 
@@ -24,6 +27,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -40,8 +44,11 @@ FAILURE_MARKERS = {  # status kind: marker style
     "stopped": {"marker": "s", "color": "#757575", "markersize": 6, "mfc": "none"},
     "interrupted": {"marker": "D", "color": "#757575", "markersize": 6, "mfc": "none"},
 }
-FAILED_Y = -0.12  # a run without an accuracy is marked in a grey strip below 0, not at 0
+FAILED_Y = {"diverged": -0.09, "stopped": -0.15, "interrupted": -0.15}  # in the strip, not at 0
 STRIP = (-0.2, -0.04)  # the strip's extent on the accuracy axis
+LEGEND_INSIDE = 6  # legends of up to this many entries sit inside the axes, longer ones below
+LEGEND_FONT = 7  # points
+FIGURE_SIZE = (4.8, 3.2)  # inches, before a legend below the axes
 TABLE_COLUMNS = (  # short headers: the table fits the book's text column (about 700 px)
     "学习率", "倍数", "周期", "其他", "种子", "训练损失", "验证精度", "测试精度", "状态",
 )  # fmt: skip
@@ -125,12 +132,11 @@ def live_figure(records: Sequence[dict]) -> Figure:
     run with several seeds, the mean over the seeds that reached each epoch, with their range
     as a band. A run that diverged, stopped or was interrupted is marked at the bottom, at
     its last epoch."""
-    fig = Figure(figsize=(4.8, 3.2), layout="constrained")
+    fig = Figure(figsize=FIGURE_SIZE, layout="constrained")
     ax = fig.subplots()
     groups = _groups(records)
     marked: set[str] = set()
-    for i, runs in enumerate(groups):
-        color = f"C{i % 10}"
+    for color, runs in zip(setting_colors(len(groups)), groups, strict=True):
         if len(runs) == 1:
             first = runs[0][0]
             done = [r for r in runs[0] if _number(r["val_acc"]) is not None]
@@ -149,9 +155,45 @@ def live_figure(records: Sequence[dict]) -> Figure:
     _integer_epochs(ax, last)
     ax.grid(alpha=0.3)
     ax.set_title("每个迭代周期的验证精度", fontsize=10)
-    if len(groups) <= 10:
-        ax.legend(fontsize=7)
+    _legend(fig, ax)
     return fig
+
+
+def setting_colors(count: int) -> list[Any]:
+    """``count`` colours, one per setting, all told apart: matplotlib's ten default ones, then
+    tab20's twenty, then as many evenly spaced colours of the turbo colour map."""
+    if count <= 10:
+        return [f"C{i}" for i in range(count)]
+    if count <= 20:
+        return [matplotlib.colormaps["tab20"](i) for i in range(count)]
+    turbo = matplotlib.colormaps["turbo"]
+    return [turbo(0.05 + 0.9 * i / (count - 1)) for i in range(count)]
+
+
+def _legend(fig: Figure, ax: Axes) -> None:
+    """The settings', then the failures' legend entries: inside the axes, or, past
+    :data:`LEGEND_INSIDE` entries, under them in as many columns as the longest label allows,
+    the figure made taller to hold them."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    order = sorted(range(len(labels)), key=lambda i: labels[i].endswith("（无精度）"))
+    handles, labels = [handles[i] for i in order], [labels[i] for i in order]
+    if len(handles) <= LEGEND_INSIDE:
+        ax.legend(handles, labels, fontsize=LEGEND_FONT)
+        return
+    width = FIGURE_SIZE[0] * 72  # points
+    columns = max(1, min(3, int(width // max(_label_points(label) for label in labels))))
+    rows = math.ceil(len(handles) / columns)
+    fig.set_size_inches(FIGURE_SIZE[0], FIGURE_SIZE[1] + 0.2 + rows * LEGEND_FONT * 1.4 / 72)
+    fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=LEGEND_FONT)
+
+
+def _label_points(label: str) -> float:
+    """A legend entry's rough width in points: CJK characters 1 em, others 0.6 em, plus the
+    marker and the gaps."""
+    ems = sum(1.0 if ord(c) > 0x2E7F else 0.6 for c in label)
+    return ems * LEGEND_FONT + 3.5 * LEGEND_FONT
 
 
 def _mean_band(ax: Axes, runs: list[list[dict]], color: str) -> None:
@@ -168,22 +210,23 @@ def _mean_band(ax: Axes, runs: list[list[dict]], color: str) -> None:
 def _mark_failure(ax: Axes, x: float, status: Any, marked: set[str]) -> None:
     """A marker at the bottom for a run without an accuracy; the legend names each kind once."""
     kind = status_kind(status)
-    style = FAILURE_MARKERS.get(kind, FAILURE_MARKERS["interrupted"])
-    word = status_word(kind if kind in FAILURE_MARKERS else "interrupted")
+    kind = kind if kind in FAILURE_MARKERS else "interrupted"
+    word = status_word(kind)
     label = "_nolegend_" if word in marked else f"{word}（无精度）"
     marked.add(word)
-    ax.plot([x], [FAILED_Y], ls="none", label=label, **style)
+    ax.plot([x], [FAILED_Y[kind]], ls="none", label=label, **FAILURE_MARKERS[kind])
 
 
 def _accuracy_axis(ax: Axes, label: str) -> None:
     """Accuracy from 0 to 1, and below it the grey strip where runs without one are marked."""
     ax.set_ylabel(label)
     ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    failed = any(line.get_ydata()[0] == FAILED_Y for line in ax.lines if len(line.get_ydata()))
+    marks = set(FAILED_Y.values())
+    failed = any(line.get_ydata()[0] in marks for line in ax.lines if len(line.get_ydata()))
     ax.set_ylim(STRIP[0] if failed else -0.05, 1.05)
     if failed:
         ax.axhspan(*STRIP, color="0.92", zorder=0, lw=0)
-        ax.text(0.01, FAILED_Y, "无精度", transform=ax.get_yaxis_transform(), ha="left",
+        ax.text(0.01, sum(STRIP) / 2, "无精度", transform=ax.get_yaxis_transform(), ha="left",
                 va="center", fontsize=7, color="0.4")  # fmt: skip
 
 
@@ -212,7 +255,7 @@ def summary_figure(records: Sequence[dict], x: str = "head_lr") -> Figure:
     if x not in SUMMARY_AXES:
         raise ValueError(f"x must be one of {', '.join(SUMMARY_AXES)}, got {x!r}.")
     varies, x_label = SUMMARY_AXES[x]
-    fig = Figure(figsize=(4.8, 3.2), layout="constrained")
+    fig = Figure(figsize=FIGURE_SIZE, layout="constrained")
     ax = fig.subplots()
     lines: dict[tuple, list[dict]] = {}
     for row in seed_summary(records, "val_acc"):
@@ -220,7 +263,7 @@ def summary_figure(records: Sequence[dict], x: str = "head_lr") -> Figure:
         lines.setdefault(key, []).append(row)
     failed = [r for r in final_records(records) if _number(r["val_acc"]) is None]
     several = False
-    for i, rows in enumerate(lines.values()):
+    for color, rows in zip(setting_colors(len(lines)), lines.values(), strict=True):
         rows = sorted((r for r in rows if r["mean"] is not None), key=lambda r: r[x])
         if not rows:
             continue
@@ -237,7 +280,7 @@ def summary_figure(records: Sequence[dict], x: str = "head_lr") -> Figure:
         errors = [[m - r["low"] for m, r in zip(means, rows, strict=True)],
                   [r["high"] - m for m, r in zip(means, rows, strict=True)]]  # fmt: skip
         several = several or any(len(r["seeds"]) > 1 for r in rows)
-        ax.errorbar(xs, means, yerr=errors, marker="o", color=f"C{i % 10}", capsize=3,
+        ax.errorbar(xs, means, yerr=errors, marker="o", color=color, capsize=3,
                     label=label)  # fmt: skip
     marked: set[str] = set()
     for r in failed:
@@ -247,10 +290,7 @@ def summary_figure(records: Sequence[dict], x: str = "head_lr") -> Figure:
     _accuracy_axis(ax, "最终验证精度")
     ax.grid(alpha=0.3, which="both")
     ax.set_title("各设置的最终验证精度" + ("（种子的平均与范围）" if several else ""), fontsize=10)
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:  # the settings first, then the kinds of failure
-        order = sorted(range(len(labels)), key=lambda i: labels[i].endswith("（无精度）"))
-        ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=7)
+    _legend(fig, ax)
     return fig
 
 
@@ -260,6 +300,7 @@ def summary_figure(records: Sequence[dict], x: str = "head_lr") -> Figure:
 def results_table(records: Sequence[dict]) -> str:
     """An HTML table, one row per setting with its seeds aggregated; missing values show as —.
 
+    The seeds column counts the runs that finished (a stopped or interrupted run is no seed).
     Accuracies are the mean over the seeds that have one, the low-high range under it when
     there are several; the status counts the runs that diverged, stopped or were interrupted
     (each run's full status is the cell's tooltip). Columns are few and narrow, so that the
@@ -273,7 +314,7 @@ def results_table(records: Sequence[dict]) -> str:
             _td(f"{v['head_multiplier']:g}"),
             _td(str(v["num_epochs"])),
             _td(setting_tags(v, "\n") or MISSING, "left"),
-            _td(str(len(v["seeds"]))),
+            _td(str(v["finished"])),
             _td(format_loss(lo["mean"])),
             _range_td(v),
             _range_td(t),

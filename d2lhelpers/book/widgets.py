@@ -26,7 +26,14 @@ from matplotlib.figure import Figure
 
 from ..chapter import CHAPTER_SETTINGS
 from ..checks import one_line, positive_finite, positive_int
-from ..sweep import SETTING_FIELDS, SweepSetting, final_records, records_of, setting_of
+from ..sweep import (
+    SETTING_FIELDS,
+    UNFINISHED,
+    SweepSetting,
+    final_records,
+    records_of,
+    setting_of,
+)
 from ..train import History
 from .labels import status_kind, status_word
 from .sweep_plots import (
@@ -42,7 +49,9 @@ LEARNING_RATE_RANGE = (1e-4, 10.0)  # the learning-rate slider's range
 EPOCH_RANGE = (1, 10)  # the epochs slider's range
 SEED_RANGE = (1, 5)  # the seeds slider's range: seeds per setting and click
 FEATURES_TEXT = "正在计算冻结主干的特征（只需一次）……"
-STOP_HINT = "（点「停止」在当前批量之后停止；若无反应，请中断内核 ■）"
+STOP_HINT = "（点「停止」在当前批量之后停止）"  # a sweep in the worker thread (the Run button)
+STOP_HINT_CELL = "（点「停止」在当前批量之后停止；若无反应，请中断内核 ■）"  # run() in a cell
+BUSY_TEXT = "已有一次扫描在运行：请等它结束，或点「停止」。"
 
 
 class Runner(Protocol):
@@ -57,6 +66,7 @@ class Runner(Protocol):
         progress: bool = True,
         on_progress: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        first_run: int | None = None,
     ) -> list[dict]: ...
 
 
@@ -69,15 +79,21 @@ class SweepPanel:
     the smallest seeds that setting has not finished with yet, so a second click on the same
     setting adds new seeds rather than repeating one.
 
-    **Stop.** The Stop button sets a flag (a :class:`threading.Event`) that the sweeper asks
-    between batches: the run in progress ends after its current batch, is recorded as
-    stopped, and no later setting runs; Run is usable again. A click only works if the kernel
-    handles it while Run's handler is still busy. A kernel that runs widget messages on a
-    subshell (JupyterLab with ipykernel 7) may; the classic ipykernel 6 and Colab's kernel
-    handle one message at a time, so there the click waits until the sweep has ended and is
-    then ignored (the status line says so while training). Interrupting the kernel (■,
-    Ctrl-C) stops a sweep that runs on the kernel's main thread: the run in progress is
-    recorded as interrupted and the runs before it are kept.
+    **Run and Stop.** The Run button starts the sweep in a worker thread and returns at once,
+    so that the kernel, free again, handles Stop's click as its next message (whether or not
+    it runs widget messages on a subshell, as ipykernel 7 may). The worker updates the widgets
+    itself (ipykernel sends their changes from any thread), coarsely: the bar at most every
+    :attr:`update_interval` seconds, the figures after each run. One sweep runs at a time (Run
+    is disabled meanwhile, and a click that arrives anyway only shows :data:`BUSY_TEXT`). Stop
+    sets a :class:`threading.Event` that the sweeper reads between batches: the run in
+    progress ends after its current batch, is recorded as stopped, and no later setting runs.
+    :meth:`wait` waits for the worker.
+
+    :meth:`run` is the same sweep on the calling thread, returning when it has ended: a page
+    calls it in a cell so that the built book shows finished results. There Stop works only
+    where the kernel handles widget messages while a cell runs (ipykernel 7's subshells);
+    interrupting the kernel (■, Ctrl-C) always does: the run in progress is recorded as
+    interrupted and the runs before it are kept.
     """
 
     update_interval = 0.2  # seconds between two redraws of the progress bar (besides a run's end)
@@ -99,10 +115,11 @@ class SweepPanel:
         self.records: list[dict] = []
         self._next_run = 0  # the number of the next click's first run
         self._click: dict[str, Any] = {}  # the sweep under way: its settings, offset, runs done
-        self._running = False
-        self._stop = (
-            threading.Event()
-        )  # set by Stop (maybe from another thread), read between batches
+        self._running = False  # a sweep is under way (in the worker or in run())
+        self._stop = threading.Event()  # set by Stop, read by the sweeper between batches
+        self._lock = threading.Lock()  # Run, Stop and a sweep's end, one at a time
+        self._worker: threading.Thread | None = None
+        self._hint = STOP_HINT
         self._error = False  # whether the status shows an error (cleared when a control changes)
         self._last_update = 0.0
 
@@ -144,7 +161,7 @@ class SweepPanel:
         self.live_plot = _image()
         self.summary_plot = _image()
         self.table = widgets.HTML(value="")
-        self.run_button.on_click(self.run)
+        self.run_button.on_click(self.start)
         self.stop_button.on_click(self.stop)
         self.clear_button.on_click(self.clear)
         for control in self.controls():
@@ -203,59 +220,100 @@ class SweepPanel:
         key = tuple(getattr(setting, name) for name in SETTING_FIELDS)
         return {
             r["seed"] for r in final_records(self.records)
-            if setting_of(r) == key and status_kind(r["status"]) not in ("stopped", "interrupted")
+            if setting_of(r) == key and r["status"] not in UNFINISHED
         }  # fmt: skip
 
-    def run(self, _button: widgets.Button | None = None) -> None:
-        """The Run button: one sweep over the chosen settings; errors go to the status line."""
-        if self._running:
-            return
-        self._running = True
-        self._stop.clear()
-        self._set_buttons()
+    def run(self) -> None:
+        """One sweep over the chosen settings on the calling thread, returning when it has
+        ended (a page's cell calls it: the built book shows its results); errors go to the
+        status line."""
+        if self._begin(STOP_HINT_CELL):
+            self._sweep()
+
+    def start(self, _button: widgets.Button | None = None) -> bool:
+        """The Run button: the sweep of :meth:`run` in a daemon worker thread; returns at once,
+        True when a sweep started (False while one is under way)."""
+        if not self._begin(STOP_HINT):
+            return False
+        self._worker = threading.Thread(target=self._sweep, name="SweepPanel", daemon=True)
+        self._worker.start()
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the worker's sweep to end (at most ``timeout`` seconds); True when no sweep
+        is under way any more."""
+        if self._worker is not None:
+            self._worker.join(timeout)
+        return not self._running
+
+    def _begin(self, hint: str) -> bool:
+        """Claim the panel for one sweep; False, with a message, while another is under way."""
+        with self._lock:
+            if self._running:
+                self._show_status(BUSY_TEXT)
+                return False
+            self._running, self._hint = True, hint
+            self._stop.clear()
+            self._set_buttons()
+        return True
+
+    def _sweep(self) -> None:
+        """One sweep, then its results, final status and buttons, whatever happened."""
         start = time.perf_counter()
+        text, error = "", False
         try:
-            if not self.multipliers.value:
-                self._show_status("请至少选择一个输出层倍数。", error=True)
-                return
-            settings = self.settings()
-            self._click = {"earlier": list(self.records), "offset": self._next_run, "done": 0,
-                           "settings": settings, "current": 0, "batches": (0, 0),
-                           "records": []}  # fmt: skip
-            self.progress.value, self.progress.max = 0, len(settings)
-            self.progress_text.value = ""
-            self._announce(0)
-            records = self.sweeper.run(  # numbered from 0: _merge places them after earlier clicks
-                settings, on_run=self._on_run, progress=False, on_progress=self._on_progress,
-                should_stop=self._stop.is_set, first_run=0,
-            )  # fmt: skip
-            self._merge(records)
-            self._show_status(self._done_text(time.perf_counter() - start))
-        except KeyboardInterrupt:
+            text, error = self._train(start)
+        except KeyboardInterrupt:  # Ctrl-C outside the trainer's loop (run() in a cell)
             if self._click:
                 self._record_interrupted()
-                self._show_status(self._done_text(time.perf_counter() - start))
+                text = self._done_text(time.perf_counter() - start)
         except Exception as err:
-            text = f"出错：{one_line(err, with_type=False)}"
+            text, error = f"出错：{one_line(err, with_type=False)}", True
             if self._click:
-                text += (
-                    f"（{len(self._click['settings'])} 次运行中已完成 {self._click['done']} 次）"
-                )
-            self._show_status(text, error=True)
+                done, runs = self._click["done"], len(self._click["settings"])
+                text += f"（{runs} 次运行中已完成 {done} 次）"
         finally:
-            if self._click:
-                self._show_results()
-            self._click = {}
-            self._running = False
-            self._set_buttons()
+            self._finish(text, error)
+
+    def _train(self, start: float) -> tuple[str, bool]:
+        """Run the sweeper over the controls' settings; the final status (text, is an error)."""
+        if not self.multipliers.value:
+            return "请至少选择一个输出层倍数。", True
+        settings = self.settings()
+        self._click = {"earlier": list(self.records), "offset": self._next_run, "done": 0,
+                       "settings": settings, "current": 0, "batches": (0, 0),
+                       "records": []}  # fmt: skip
+        self.progress.value, self.progress.max = 0, len(settings)
+        self.progress_text.value = ""
+        self._announce(0)
+        records = self.sweeper.run(  # numbered from 0: _merge places them after earlier clicks
+            settings, on_run=self._on_run, progress=False, on_progress=self._on_progress,
+            should_stop=self._stop.is_set, first_run=0,
+        )  # fmt: skip
+        self._merge(records)
+        return self._done_text(time.perf_counter() - start), False
+
+    def _finish(self, text: str, error: bool) -> None:
+        """The sweep's end: its results and final status shown, the panel ready again."""
+        with self._lock:
+            try:
+                if self._click:
+                    self._show_results()
+            finally:  # the panel is usable again even if a figure failed
+                if text:
+                    self._show_status(text, error=error)
+                self._click = {}
+                self._running = False
+                self._set_buttons()
 
     def stop(self, _button: widgets.Button | None = None) -> None:
         """The Stop button: end the sweep after the current batch (see the class docstring)."""
-        if not self._running:
-            return  # a click delivered after the sweep ended
-        self._stop.set()
-        self.stop_button.disabled = True
-        self._show_status("正在停止：当前批量结束后停止……")
+        with self._lock:
+            if not self._running or self._stop.is_set():
+                return  # a click delivered after the sweep ended, or a second one
+            self._stop.set()
+            self.stop_button.disabled = True
+            self._show_status("正在停止：当前批量结束后停止……")
 
     def clear(self, _button: widgets.Button | None = None) -> None:
         """The Clear button: forget every record; empty the figures, table and status."""
@@ -291,7 +349,7 @@ class SweepPanel:
         if features:
             self._show_status(FEATURES_TEXT)
         elif run == 0:
-            self._show_status(f"正在训练，共 {len(settings)} 次运行……{STOP_HINT}")
+            self._show_status(f"正在训练，共 {len(settings)} 次运行……{self._hint}")
 
     def _on_progress(self, done: int, total: int) -> None:
         """After each batch: move the bar; the text says which run and batch."""
@@ -299,7 +357,7 @@ class SweepPanel:
         click["batches"] = (done, total)
         if click.get("features"):
             click["features"] = False
-            self._show_status(f"正在训练，共 {len(click['settings'])} 次运行……{STOP_HINT}")
+            self._show_status(f"正在训练，共 {len(click['settings'])} 次运行……{self._hint}")
         now = time.perf_counter()
         if done < total and now - self._last_update < self.update_interval:
             return
@@ -361,15 +419,15 @@ class SweepPanel:
         diverged = kinds.count("diverged")
         extra = f"，其中 {diverged} 次发散" if diverged else ""
         ended = next((k for k in kinds if k in ("stopped", "interrupted")), None)
+        took = f"用时 {seconds:.0f} 秒" if seconds >= 1 else "用时不到 1 秒"
         if ended is None:
-            took = f"用时 {seconds:.0f} 秒" if seconds >= 1 else "用时不到 1 秒"
             return f"完成：{runs} 次运行{extra}，{took}。"
         word = status_word(ended)
         finished = len(finals) - 1
         skipped = runs - len(finals)
         text = f"{word}：{runs} 次运行中完成 {finished} 次{extra}，第 {finished + 1} 次运行{word}"
         text += f"，其余 {skipped} 次未运行" if skipped else ""
-        return text + f"，用时 {seconds:.0f} 秒。"
+        return text + f"，{took}。"
 
     def _show_status(self, text: str, error: bool = False) -> None:
         color = "#c62828" if error else "inherit"
