@@ -68,12 +68,12 @@ def unquoted(text: str) -> str:
     return text
 
 
-def shown(text: str, limit: int = 80) -> str:
-    """``text`` for a message: at most ``limit`` characters, elided in the middle."""
+def shown(text: str, limit: int = 80, mark: str = "...") -> str:
+    """``text`` for a message: at most ``limit`` characters, elided in the middle by ``mark``."""
     if len(text) <= limit:
         return text
-    half = (limit - 3) // 2
-    return f"{text[:half]}...{text[-half:]}"
+    half = (limit - len(mark)) // 2
+    return f"{text[:half]}{mark}{text[-half:]}"
 
 
 def fetch_photo(

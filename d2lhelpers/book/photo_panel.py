@@ -36,6 +36,7 @@ from ..photo import (
     fetch_photo,
     is_url,
     load_photo,
+    shown,
     unquoted,
 )
 from .labels import class_label
@@ -140,14 +141,6 @@ def english_detail(err: BaseException, label: str = "") -> str:
     return " ".join(text.split())
 
 
-def short_label(text: str) -> str:
-    """``text`` shortened in its middle to at most :data:`LABEL_CHARS` characters."""
-    if len(text) <= LABEL_CHARS:
-        return text
-    half = (LABEL_CHARS - 1) // 2
-    return f"{text[:half]}…{text[-half:]}"
-
-
 class UploadButton(widgets.FileUpload):
     """ipywidgets' FileUpload with a ``tooltip`` on 7.x too: both front ends show the model's
     ``tooltip`` as the button's title, which 7.x's Python side lacks (the title read
@@ -231,16 +224,16 @@ class PhotoPanel:
             prediction, probability, _ = classify_photo(
                 self.net, image, self.recipe, self.classes, self.device
             )
-            shown = load_photo(source, size=self.display_side, name=name)
+            displayed = load_photo(source, size=self.display_side, name=name)
         except PhotoError as err:
             reason = photo_reason(err, label)
-            text = f"无法读取「{short_label(label)}」："
+            text = f"无法读取「{shown(label, LABEL_CHARS, '…')}」："
             self._show_error(text, reason, None if reason else err, label)
             return False
         except Exception as err:
             self._show_error("识别时出错：", None, err, label)
             return False
-        self._show_image(display_jpeg(shown, self.display_side), shown.size)
+        self._show_image(display_jpeg(displayed, self.display_side), displayed.size)
         word = html.escape(class_label(prediction))
         self._show_text("预测：", f"<b>{word}</b>（概率 {probability:.1%}）")
         return True
