@@ -10,6 +10,8 @@ device's autocast, and keeps every example's class probabilities and loss. The s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +64,18 @@ def _net_device(net: nn.Module, device: torch.device | str | None) -> torch.devi
     return chosen
 
 
+@contextmanager
+def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
+    """``net`` in eval mode inside; every module's own training mode restored on leaving."""
+    modes = [(module, module.training) for module in net.modules()]
+    net.eval()
+    try:
+        yield net
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 @torch.inference_mode()
 def logits_of(
     net: nn.Module,
@@ -83,16 +97,11 @@ def logits_of(
         images.resized(recipe.resize_side), batch_size, recipe, train=False, device=device
     )
     precision = choose_precision(device)
-    modes = [(module, module.training) for module in net.modules()]
-    net.eval()
-    try:
-        out = []
+    out = []
+    with eval_mode(net):
         for x, _ in loader:
             with precision.autocast():
                 out.append(net(x).float().cpu())
-    finally:
-        for module, training in modes:
-            module.training = training
     return torch.cat(out) if out else torch.empty(0, len(images.classes))
 
 
