@@ -74,12 +74,12 @@ def prediction_grid(
     for row, (name, pred) in zip(axes, preds_by_model.items(), strict=True):
         for ax, i in zip(row, chosen.tolist(), strict=False):
             text, color = _verdict(pred, i)
-            _show(ax, _hwc(images, i), text, color)
+            framed_image(ax, _hwc(images, i), text, color)
         row[0].set_ylabel(f"{name}\n精度 {pred.accuracy:.1%}", fontsize=9)
     return fig
 
 
-def _show(ax: Axes, image: np.ndarray, title: str, color: str = "black") -> None:
+def framed_image(ax: Axes, image: np.ndarray, title: str, color: str = "black") -> None:
     """An image without ticks (the y label stays visible), framed and titled in ``color``."""
     ax.imshow(image)
     ax.set_xticks([])
@@ -112,7 +112,7 @@ def mistakes_figure(
         true = class_label(pred.classes[int(pred.labels[i])])
         guess = class_label(pred.classes[int(pred.predicted[i])])
         title = f"真实：{true}\n预测：{guess} {pred.confidence[i].item():.0%}"
-        _show(ax, _hwc(images, i), title, WRONG_COLOR)
+        framed_image(ax, _hwc(images, i), title, WRONG_COLOR)
     return fig
 
 
