@@ -51,16 +51,20 @@ def grad_cam(
     net: nn.Module,
     x: torch.Tensor,
     target_class: int | torch.Tensor | None = None,
-    layer: nn.Module | None = None,
+    layer: nn.Module | str | None = None,
 ) -> CamResult:
     """Grad-CAM maps of ``net`` for the batch ``x`` (N, 3, H, W), moved to the net's device.
 
     ``target_class``: the class to explain, one for all images or (N,) one per image; None, the
-    predicted class. ``layer``: a submodule of ``net`` that runs once and returns (N, K, h, w);
-    default ``net.layer4``. The gradient is taken with ``torch.autograd.grad`` with respect to
-    the layer's output, caught by a forward hook that is always removed: no backward hook
-    (PyTorch refuses in-place ops, such as ResNet's ReLU, on a full backward hook's tensors),
-    and the parameters' ``.grad`` stay as they were. Works under ``torch.no_grad`` and
+    predicted class. ``layer``: a submodule of ``net``, or its name (``"layer3"``), that runs
+    once and returns (N, K, h, w); default ``net.layer4``, whose maps are 7 x 7 for 224 px
+    inputs but 1 x 1 (one value: a uniform map) for 32 px ones, where ``"layer3"`` (2 x 2) or
+    ``"layer2"`` (4 x 4) show more.
+
+    The gradient is taken by ``torch.autograd.grad`` with respect to the layer's output, caught
+    by a forward hook that is always removed; not by a backward hook, as PyTorch refuses
+    in-place ops (ResNet's blocks have them) on the outputs of a module with a full backward
+    hook. The parameters' ``.grad`` stay as they were. Works under ``torch.no_grad`` and
     ``torch.inference_mode`` too; each module's training mode is restored.
     """
     layer = _check_layer(net, layer)
@@ -82,8 +86,16 @@ def grad_cam(
     return CamResult(maps.cpu(), logits.detach().float().cpu(), target.cpu())
 
 
-def _check_layer(net: nn.Module, layer: nn.Module | None) -> nn.Module:
-    """``layer``, or ``net.layer4`` when None; ValueError unless it is a submodule of ``net``."""
+def _check_layer(net: nn.Module, layer: nn.Module | str | None) -> nn.Module:
+    """``layer`` (named or None for ``net.layer4``); ValueError unless it is in ``net``."""
+    if isinstance(layer, str):
+        names = dict(net.named_modules())
+        if not layer or layer not in names:
+            raise ValueError(
+                f"{type(net).__name__} has no module named {layer!r}; its top-level ones are "
+                f"{', '.join(name for name, _ in net.named_children())}."
+            )
+        return names[layer]
     if layer is None:
         layer = getattr(net, "layer4", None)
         if not isinstance(layer, nn.Module):

@@ -227,6 +227,19 @@ def test_no_grad_inference_mode_frozen_and_channels_last(resnet: nn.Module) -> N
     assert torch.allclose(grad_cam(last, x.to(memory_format=torch.channels_last)).maps, plain)
 
 
+def test_layers_by_name_and_the_last_stage_at_32_px(resnet: nn.Module) -> None:
+    x = torch.randn(2, 3, SIDE, SIDE)
+    by_name = grad_cam(resnet, x, layer="layer4.1").maps
+    assert torch.equal(by_name, grad_cam(resnet, x, layer=resnet.layer4[1]).maps)
+    last = grad_cam(resnet, x).maps  # layer4 sees 1 x 1 at 32 px: one value, a uniform map
+    assert ((last.amax((1, 2)) - last.amin((1, 2))) < 1e-5).all()
+    earlier = grad_cam(resnet, x, layer="layer2").maps  # 4 x 4
+    assert ((earlier.amax((1, 2)) - earlier.amin((1, 2))) > 0.5).all()
+    for name in ("layer9", ""):
+        with pytest.raises(ValueError, match=f"ResNet has no module named '{name}'; its .* layer4"):
+            grad_cam(resnet, x, layer=name)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_cuda(resnet: nn.Module) -> None:
