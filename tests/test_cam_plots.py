@@ -73,6 +73,8 @@ def test_cam_figure_with_chosen_images_and_checks(
     assert fig.get_axes()[0].title.get_text().startswith("真实：非热狗")
     with pytest.raises(ValueError, match="nets is empty"):
         cam_figure(images, {}, RECIPE)
+    with pytest.raises(ValueError, match=r"feature maps, got \(3, 2\)"):
+        cam_figure(images, {"一": ColourNet()}, RECIPE, layer="fc")
     three = DecodedImages(images.pixels, images.labels, images.paths, ("a", "b", "c"))
     with pytest.raises(ValueError, match="'一' has 2 outputs but the images have 3 classes"):
         cam_figure(three, {"一": ColourNet()}, RECIPE)

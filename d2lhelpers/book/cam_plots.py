@@ -3,6 +3,7 @@
 
 The figure shows the crops the models saw (the test transform's centre crop), each with the
 heat map of the class the model predicted laid over it; its text is Chinese.
+:func:`photo_overlay` lays the heat map over a photo shown at another size (the photo panel's).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from collections.abc import Mapping, Sequence
 import matplotlib
 import numpy as np
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
+from PIL import Image
 from torch import nn
 
 from ..checks import positive_int
 from ..data import DecodedImages, Recipe
-from ..gradcam import displayable, grad_cam, model_inputs
+from ..gradcam import displayable, grad_cam, model_inputs, photo_input
 from ..predict import spread_indices
 from .fonts import chinese_text
 from .labels import class_label
@@ -44,6 +47,7 @@ def cam_figure(
     recipe: Recipe,
     index: Sequence[int] | torch.Tensor | None = None,
     n: int = 6,
+    layer: str | None = None,
     scale: float = 1.6,
 ) -> Figure:
     """The same images in one row per model (``{name: net}``), each with the Grad-CAM heat map
@@ -51,7 +55,8 @@ def cam_figure(
     its probability), green when right, red when wrong; each row starts with the model's name.
 
     ``index`` picks the images (default: ``n`` spread evenly over the split; see
-    :func:`~d2lhelpers.gradcam.pick_examples`).
+    :func:`~d2lhelpers.gradcam.pick_examples`). ``layer`` names the layer explained in every
+    net (default ``layer4``; see :func:`~d2lhelpers.gradcam.grad_cam`).
     """
     if not nets:
         raise ValueError("nets is empty: pass {model name: net}.")
@@ -62,7 +67,7 @@ def cam_figure(
     fig = Figure(figsize=(len(x) * scale, len(nets) * (scale + 0.4)), layout="constrained")
     axes = fig.subplots(len(nets), len(x), squeeze=False)
     for row, (name, net) in zip(axes, nets.items(), strict=True):
-        cam = grad_cam(net, x)
+        cam = grad_cam(net, x, layer=layer)
         if cam.logits.shape[1] != len(images.classes):
             raise ValueError(
                 f"The net {name!r} has {cam.logits.shape[1]} outputs but the images have "
@@ -76,3 +81,29 @@ def cam_figure(
             framed_image(ax, overlay(pictures[j], cam.maps[j].numpy()), title, color)
         row[0].set_ylabel(name, fontsize=9)
     return fig
+
+
+def photo_overlay(
+    net: nn.Module,
+    photo: Image.Image,
+    shown: Image.Image,
+    recipe: Recipe,
+    layer: str | None = None,
+    alpha: float = ALPHA,
+) -> Image.Image:
+    """``shown`` (the photo at display size) with the Grad-CAM heat map of the class ``net``
+    predicts for ``photo`` (decoded for the net, as ``classify_photo`` takes it) over the part
+    the net saw: the centre ``recipe.size / recipe.resize_side`` of each side. ``layer``: as
+    :func:`~d2lhelpers.gradcam.grad_cam`'s."""
+    heat = grad_cam(net, photo_input(photo, recipe), layer=layer).maps[None]  # (1, 1, size, size)
+    width, height = shown.size
+    box_w, box_h = (max(1, round(side * recipe.size / recipe.resize_side)) for side in shown.size)
+    top, left = (height - box_h) // 2, (width - box_w) // 2
+    full, seen = np.zeros((height, width)), np.zeros((height, width))
+    box = (slice(top, top + box_h), slice(left, left + box_w))
+    scaled = F.interpolate(heat, size=(box_h, box_w), mode="bilinear", align_corners=False)
+    full[box] = scaled[0, 0].numpy()
+    seen[box] = alpha
+    picture = np.asarray(shown.convert("RGB"), dtype=float) / 255
+    blended = overlay(picture, full, seen)
+    return Image.fromarray(np.round(blended * 255).astype(np.uint8))

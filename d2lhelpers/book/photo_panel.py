@@ -5,8 +5,10 @@ The loading and classifying are :mod:`d2lhelpers.photo`'s; :meth:`PhotoPanel.sho
 an example up front, so the built book (saved widget state, no kernel) shows a result. The
 model sees the photo decoded as the data set is (for ``recipe.resize_side``); the panel shows
 a second decode, at display size (:data:`DISPLAY_SIDE` pixels at most, a small photo enlarged
-at most :data:`MAX_ENLARGE` times), with the prediction beside it. A URL is fetched once for
-both. Errors are one Chinese line with one reason (:func:`photo_reason`).
+at most :data:`MAX_ENLARGE` times), with the prediction beside it; ticking :data:`CAM_TEXT` lays
+the Grad-CAM heat map of the predicted class over the part of it the model saw
+(:func:`~d2lhelpers.book.cam_plots.photo_overlay`). A URL is fetched once for both decodes.
+Errors are one Chinese line with one reason (:func:`photo_reason`).
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ from ..photo import (
     shown,
     unquoted,
 )
+from .cam_plots import photo_overlay
 from .labels import class_label
 
 DISPLAY_SIDE = 320  # the longer side of the photo shown in the panel, in pixels at most
 MAX_ENLARGE = 2  # a small photo is shown at most this many times its size
 READING_TEXT = "正在读取……"
 UPLOAD_TOOLTIP = "选择一张照片（JPEG、PNG、WebP 等），选好后立即识别"
+CAM_TEXT = "显示模型在看哪里（Grad-CAM）"
 LABEL_CHARS = 60  # a longer name or address is shortened in messages
 MIN_LABEL = 4  # a shorter name is not taken out of a message (it could be part of a word)
 # What a PhotoError, its causes, or their types say -> the reason, in Chinese; the first match
@@ -96,12 +100,17 @@ def display_size(width: int, height: int, side: int = DISPLAY_SIDE) -> tuple[int
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def display_jpeg(image: Image.Image, side: int = DISPLAY_SIDE) -> bytes:
-    """``image`` scaled down to at most ``side`` pixels on its longer side, as JPEG bytes."""
+def display_image(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
+    """A copy of ``image`` scaled down to at most ``side`` pixels on its longer side."""
     small = image.copy()
     small.thumbnail((side, side), Image.Resampling.BICUBIC)
+    return small
+
+
+def jpeg_bytes(image: Image.Image) -> bytes:
+    """``image`` as JPEG bytes (quality 85)."""
     buffer = BytesIO()
-    small.save(buffer, format="JPEG", quality=85)
+    image.save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()
 
 
@@ -153,6 +162,11 @@ class PhotoPanel:
     """Upload a photo, or type its path or URL and click 识别: the panel shows the photo and
     the model's prediction beside it. Errors appear as a short message, never as a traceback.
 
+    ``gradcam`` ticks the :data:`CAM_TEXT` box at the start: the photo is then shown with the
+    Grad-CAM heat map of the predicted class over it, of the net's ``layer4`` (a ResNet's last
+    stage) or of the module named ``cam_layer`` (``"layer2"`` for 32 px inputs, where
+    ``layer4`` sees 1 x 1); ticking or unticking the box redraws the photo shown.
+
     ``widget`` is what a notebook shows (displaying the panel shows it). Only widgets and
     traits that ipywidgets 7.7.1 and 8.x both have are used. The same file uploaded again is
     classified again: the panel listens to 7.x's upload counter, and empties 8.x's value after
@@ -166,9 +180,13 @@ class PhotoPanel:
         classes: Sequence[str],
         device: torch.device | str | None = None,
         display_side: int = DISPLAY_SIDE,
+        gradcam: bool = False,
+        cam_layer: str | None = None,
     ) -> None:
         self.net, self.recipe, self.classes, self.device = net, recipe, tuple(classes), device
         self.display_side = positive_int("display_side", display_side)
+        self.cam_layer = cam_layer
+        self._photo: tuple[Image.Image, Image.Image] | None = None  # (net's decode, display's)
         self.upload = UploadButton(
             accept="image/*", multiple=False, description="上传照片", tooltip=UPLOAD_TOOLTIP
         )
@@ -183,13 +201,18 @@ class PhotoPanel:
             value=b"", format="jpeg", layout=widgets.Layout(display="none", flex="0 0 auto")
         )
         self.result = widgets.HTML(value="", layout=widgets.Layout(margin="0 0 0 12px"))
+        self.cam = widgets.Checkbox(
+            value=bool(gradcam), description=CAM_TEXT, indent=False,
+            layout=widgets.Layout(width="auto"),
+        )  # fmt: skip
+        self.cam.observe(self._on_cam, names="value")
         counter = "_counter" if self.upload.has_trait("_counter") else "value"  # 7.x or 8.x
         self.upload.observe(self._on_upload, names=counter)
         self.button.on_click(self._on_click)
         row = widgets.Layout(flex_flow="row wrap", align_items="flex-start")
         self.widget = widgets.VBox(
             [
-                widgets.HBox([self.upload, self.address, self.button], layout=row),
+                widgets.HBox([self.upload, self.address, self.button, self.cam], layout=row),
                 widgets.HBox([self.image, self.result], layout=row),
             ]
         )
@@ -207,6 +230,7 @@ class PhotoPanel:
     def classify(self, source: Source, name: str | None = None) -> bool:
         """Show ``source`` and its prediction, or an error message; True when it worked.
         :data:`READING_TEXT` shows while the photo is read, and never outlasts the reading."""
+        self._photo = None
         self._show_image(b"")
         self._show_text(READING_TEXT)
         try:
@@ -225,6 +249,8 @@ class PhotoPanel:
                 self.net, image, self.recipe, self.classes, self.device
             )
             displayed = load_photo(source, size=self.display_side, name=name)
+            self._photo = image, displayed
+            jpeg = self._picture()
         except PhotoError as err:
             reason = photo_reason(err, label)
             text = f"无法读取「{shown(label, LABEL_CHARS, '…')}」："
@@ -233,10 +259,27 @@ class PhotoPanel:
         except Exception as err:
             self._show_error("识别时出错：", None, err, label)
             return False
-        self._show_image(display_jpeg(displayed, self.display_side), displayed.size)
+        self._show_image(jpeg, displayed.size)
         word = html.escape(class_label(prediction))
         self._show_text("预测：", f"<b>{word}</b>（概率 {probability:.1%}）")
         return True
+
+    def _picture(self) -> bytes:
+        """The photo shown, as JPEG bytes: with the heat map over it when :attr:`cam` is ticked."""
+        image, displayed = self._photo
+        small = display_image(displayed, self.display_side)
+        if self.cam.value:
+            small = photo_overlay(self.net, image, small, self.recipe, self.cam_layer)
+        return jpeg_bytes(small)
+
+    def _on_cam(self, _change: dict) -> None:
+        """The box ticked or unticked: the photo shown (if any) drawn again."""
+        if self._photo is None:
+            return
+        try:
+            self._show_image(self._picture(), self._photo[1].size)
+        except Exception as err:
+            self._show_error("无法画出 Grad-CAM 热图：", None, err)
 
     def _on_click(self, _button: widgets.Button | None = None) -> None:
         text = unquoted(self.address.value)
@@ -276,7 +319,9 @@ class PhotoPanel:
     def _show_error(
         self, text: str, reason: str | None, err: BaseException | None, label: str = ""
     ) -> None:
-        """One red line: ``text``, then ``reason`` (Chinese) or ``err``'s English detail."""
+        """One red line: ``text``, then ``reason`` (Chinese) or ``err``'s English detail; no
+        photo."""
+        self._photo = None
         self._show_image(b"")
         if reason:
             self._show_text(text + reason, error=True)
