@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .checks import int_at_least, positive_finite
-from .precision import choose_precision
+from .precision import Precision, choose_precision
 from .run import Run
 from .train import Batches, Loss
 
@@ -96,11 +96,12 @@ def lr_range_test(
         "the rate of the optimizer's first group", optimizer.param_groups[0]["lr"]
     )
     rates = [start * (end / start) ** (i / (steps - 1)) for i in range(steps)]
+    precision = choose_precision(run.target_device, run.precision)
     net = net.to(run.target_device, memory_format=torch.channels_last)
     net_state, optimizer_state = copy.deepcopy((net.state_dict(), optimizer.state_dict()))
     training = net.training
     try:
-        return _sweep(net, train_iter, loss, optimizer, run, [r / first_rate for r in rates])
+        return _sweep(net, train_iter, loss, optimizer, precision, [r / first_rate for r in rates])
     finally:
         net.load_state_dict(net_state)
         optimizer.load_state_dict(optimizer_state)
@@ -112,11 +113,10 @@ def _sweep(
     train_iter: Batches,
     loss: Loss,
     optimizer: torch.optim.Optimizer,
-    run: Run,
+    precision: Precision,
     factors: list[float],
 ) -> RangeTest:
     """Step once per factor, every group's rate times that factor; record and judge."""
-    precision = choose_precision(run.target_device, run.precision)
     base = [group["lr"] for group in optimizer.param_groups]
     rates, losses, smoothed, stopped, average = [], [], [], "", 0.0
     net.train()

@@ -224,3 +224,22 @@ def test_an_empty_loader_is_an_error() -> None:
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="no batch"):
         lr_range_test(net, [], F.cross_entropy, optimizer, run=FP32)
+
+
+def test_the_runs_precision_is_checked_before_any_step() -> None:
+    def no_step(*args) -> torch.Tensor:
+        raise AssertionError("a step ran before the precision was checked")
+
+    net = mlp()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="fp16 autocast"):
+        lr_range_test(
+            net,
+            batches(),
+            no_step,
+            optimizer,
+            run=Run(device=torch.device("cpu"), precision="fp16"),
+        )
+    optimizer.param_groups[0]["lr"] = 0.0
+    with pytest.raises(ValueError, match="first group"):
+        lr_range_test(net, batches(), no_step, optimizer, run=FP32)
