@@ -4,6 +4,7 @@ Where the real hot dog photos and the ImageNet weights cannot be downloaded, the
 these instead, along the same code paths:
 
 * a *target* set drawn into the hot dog folder layout ``{train,test}/{hotdog,not-hotdog}``;
+* a *shifted* test set: target scenes on a backdrop the training images never show;
 * a *source* set of :data:`SOURCE_CLASSES` (one of them a hot dog, as ImageNet's class 934);
 * a torchvision ResNet-18 trained on the source set by :func:`fit`: trained ahead of time by
   ``make standin-model`` (``scripts/train_standin_source.py``) and shipped with the package, as
@@ -15,6 +16,7 @@ build the same thing at once (the second waits for the first and reuses its resu
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -59,6 +61,9 @@ class ImageSetSpec:
 
 TARGET_SPEC = ImageSetSpec(train_per_class=1000, test_per_class=400)
 SOURCE_SPEC = ImageSetSpec(train_per_class=1000, test_per_class=50, seed=1)
+# The shifted test set: test images only, drawn from a seed of their own on the texture backdrop.
+SHIFTED_SPEC = ImageSetSpec(train_per_class=0, test_per_class=200, seed=7)
+SHIFTED_BACKGROUND = "texture"
 # The stand-in's random crops keep 50%-100% of an image (d2l's 8%-100% at 224 px): at 32 px a crop
 # of 8% is 9 px of the original, too little of the object to learn from; from 30% the model trained
 # from scratch reached 0.635 in fp32, from 50% 0.694 (README, "The stand-in").
@@ -78,7 +83,8 @@ def write_image_set(
     spec: ImageSetSpec,
     progress: bool = True,
 ) -> Path:
-    """Draw ``spec`` into ``root/{train,test}/<class>/NNNN.jpg``; return ``root``.
+    """Draw ``spec`` into ``root/{train,test}/<class>/NNNN.jpg``; return ``root``. A split
+    with no images per class is left out.
 
     ``root`` appears only when complete (built in a temporary folder, then renamed); an
     existing ``root`` is returned untouched. Call it holding the lock of ``root``: it removes
@@ -94,6 +100,8 @@ def write_image_set(
         total = len(classes) * sum(splits.values())
         with tqdm(total=total, desc=f"draw {root.name}", unit="img", disable=not progress) as bar:
             for split_index, (split, count) in enumerate(splits.items()):
+                if count == 0:
+                    continue
                 for class_index, name in enumerate(classes):
                     folder = tmp / split / name
                     folder.mkdir(parents=True)
@@ -115,6 +123,23 @@ def target_set(data_dir: Path, spec: ImageSetSpec = TARGET_SPEC, progress: bool 
         return root
     with exclusive(root.with_suffix(".lock")):
         return write_image_set(root, TARGET_CLASSES, draw_target, spec, progress)
+
+
+def shifted_test_set(
+    data_dir: Path, spec: ImageSetSpec = SHIFTED_SPEC, progress: bool = True
+) -> Path:
+    """The shifted test set (drawn on first use): ``.../test/{hotdog,not-hotdog}``.
+
+    The same foods, plates and framing as the target set, on a backdrop that its training images
+    never show: fine, bright stripes and checks (``draw_target(..., background="texture")``).
+    """
+    key = spec.key(f"target-{SHIFTED_BACKGROUND}", TARGET_CLASSES)
+    root = data_dir / f"standin-hotdog-shifted-{key}"
+    if root.exists():  # complete (renamed into place): no lock needed, the folder may be read-only
+        return root
+    draw = functools.partial(draw_target, background=SHIFTED_BACKGROUND)
+    with exclusive(root.with_suffix(".lock")):
+        return write_image_set(root, TARGET_CLASSES, draw, spec, progress)
 
 
 def source_set(data_dir: Path, spec: ImageSetSpec = SOURCE_SPEC, progress: bool = True) -> Path:

@@ -11,21 +11,26 @@ book draws a synthetic stand-in instead:
 Every food is drawn by one sprite drawer that the target negatives and the source classes share.
 Both sets share the same backgrounds, plates, clutter and photographic jitter, so the class of a
 target image is decided by the configuration of its parts, not by its colours or its background.
+
+A *shifted* test set draws the same target scenes on another backdrop (``background="texture"``
+of :func:`draw_target`): out of the training distribution, for measuring how a fine-tuned model
+holds up under a distribution shift.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["SOURCE_CLASSES", "TARGET_CLASSES", "draw_source", "draw_target"]
+__all__ = ["SOURCE_CLASSES", "TARGET_BACKGROUNDS", "TARGET_CLASSES", "draw_source", "draw_target"]
 
 Color = tuple[int, int, int]
 SpriteDrawer = Callable[[np.random.Generator, int], Image.Image]
+Backdrop = Callable[[np.random.Generator, tuple[int, int]], Image.Image]
 
 TARGET_CLASSES: tuple[str, ...] = ("hotdog", "not-hotdog")
 
@@ -914,6 +919,20 @@ def _background(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     return blot.resize(size, Image.BICUBIC)
 
 
+def _bright_texture(rng: np.random.Generator, size: tuple[int, int], kind: str) -> Image.Image:
+    """Fine, high-contrast stripes or checks in two bright colours (period 3%-8% of the shorter
+    side): the source set's texture classes."""
+    first, second = rng.permutation(len(_BRIGHTS))[:2]
+    a, b = _jitter(rng, _BRIGHTS[int(first)], 20.0), _jitter(rng, _BRIGHTS[int(second)], 20.0)
+    return _pattern(rng, size, kind, min(size) * _uniform(rng, 0.03, 0.08), a, b)
+
+
+def _texture_background(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    """The shifted test set's backdrop: a bright texture (:func:`_bright_texture`), finer and
+    more contrasted than any table or cloth of :func:`_background`."""
+    return _bright_texture(rng, size, "stripes" if rng.random() < 0.5 else "checks")
+
+
 def _draw_clutter(canvas: Image.Image, rng: np.random.Generator) -> None:
     """A few small unrelated things on the table: cups, napkins, dishes, cutlery."""
     draw = ImageDraw.Draw(canvas)
@@ -1027,9 +1046,10 @@ def _scene(
     size: tuple[int, int],
     drawer: SpriteDrawer,
     companions: Sequence[SpriteDrawer],
+    background: Backdrop = _background,
 ) -> Image.Image:
     """Background, optional plate, one or two main objects, optional companion food."""
-    canvas = _background(rng, size)
+    canvas = background(rng, size)
     two = rng.random() < 0.15
     scale = 0.65 if two else 1.0
     cx, cy = _position(rng, size)
@@ -1054,9 +1074,7 @@ def _scene(
 
 def _texture_scene(rng: np.random.Generator, size: tuple[int, int], kind: str) -> Image.Image:
     """A frame-filling, fine, high-contrast texture (a texture class of the source set)."""
-    first, second = rng.permutation(len(_BRIGHTS))[:2]
-    a, b = _jitter(rng, _BRIGHTS[int(first)], 20.0), _jitter(rng, _BRIGHTS[int(second)], 20.0)
-    canvas = _pattern(rng, size, kind, min(size) * _uniform(rng, 0.03, 0.08), a, b)
+    canvas = _bright_texture(rng, size, kind)
     _draw_clutter(canvas, rng)
     return _photo_finish(canvas, rng)
 
@@ -1103,6 +1121,9 @@ _SOURCE_SPRITES = MappingProxyType(
 _SOURCE_TEXTURES = MappingProxyType({"striped-texture": "stripes", "checker-texture": "checks"})
 
 SOURCE_CLASSES: tuple[str, ...] = (*_SOURCE_SPRITES, *_SOURCE_TEXTURES)
+TARGET_BACKGROUNDS: Mapping[str, Backdrop] = MappingProxyType(
+    {"table": _background, "texture": _texture_background}
+)
 
 
 def _check(label: str, valid: tuple[str, ...]) -> None:
@@ -1117,19 +1138,27 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     return w, h
 
 
-def draw_target(label: str, rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+def draw_target(
+    label: str, rng: np.random.Generator, size: tuple[int, int], background: str = "table"
+) -> Image.Image:
     """Draw one image of the target set (``"hotdog"`` or ``"not-hotdog"``).
 
     ``size`` is ``(width, height)``; the result is an RGB image of exactly that size, fully
-    determined by the state of ``rng``.
+    determined by the state of ``rng``. ``background`` is one of :data:`TARGET_BACKGROUNDS`:
+    ``"table"``, the training and test images' tables and cloths; ``"texture"``, the shifted
+    test set's fine bright stripes and checks (the same foods, plates and framing).
     """
     _check(label, TARGET_CLASSES)
+    if background not in TARGET_BACKGROUNDS:
+        raise ValueError(
+            f"unknown background {background!r}; valid: {', '.join(TARGET_BACKGROUNDS)}"
+        )
     size = _check_size(size)
-    others = _OTHER_FOODS
+    backdrop, others = TARGET_BACKGROUNDS[background], _OTHER_FOODS
     if label == "hotdog":
-        return _scene(rng, size, _sprite_hotdog, others)
+        return _scene(rng, size, _sprite_hotdog, others, backdrop)
     pool = _LOOKALIKES if rng.random() < 0.5 else others
-    return _scene(rng, size, pool[int(rng.integers(len(pool)))], others)
+    return _scene(rng, size, pool[int(rng.integers(len(pool)))], others, backdrop)
 
 
 def draw_source(label: str, rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:

@@ -33,7 +33,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, read_plain, recipe_from_metadata
 from .checks import one_line
-from .data import HotdogData, Recipe, hotdog_data
+from .data import DecodedImages, HotdogData, Recipe, decode_folder, hotdog_data
 from .download import (
     ChecksumError,
     download,
@@ -53,6 +53,7 @@ from .standin import (
     SOURCE_HOTDOG_CLASS,
     TARGET_CROP_SCALE,
     load_source_checkpoint,
+    shifted_test_set,
     standin_resnet18,
     target_set,
 )
@@ -90,6 +91,7 @@ class Workspace:
     source_test_acc: float | None = None  # the stand-in source model on its own test set
     _checkpoint: dict | None = field(default=None, repr=False)
     cache_dir: Path | None = None  # decoded-image caches; None: data.decode_cache_dir
+    shifted_folder: Path | None = None  # where the stand-in draws its shifted test set; None: none
     _data: HotdogData | None = field(default=None, repr=False, compare=False)
 
     def source_build(self) -> tuple[float, str] | None:
@@ -125,6 +127,15 @@ class Workspace:
         if self._data is None:
             self._data = hotdog_data(self.root, self.recipe, self.cache_dir)
         return self._data
+
+    def shifted_test_images(self) -> DecodedImages | None:
+        """The stand-in's shifted test set (:func:`~d2lhelpers.standin.shifted_test_set`),
+        drawn into :attr:`shifted_folder` and decoded as the test images are, on first use;
+        None where there is none (the real photos, a folder of one's own)."""
+        if self.shifted_folder is None:
+            return None
+        root = shifted_test_set(self.shifted_folder, progress=False)
+        return decode_folder(root / "test", self.recipe.resize_side, cache_dir=self.cache_dir)
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:
@@ -215,7 +226,9 @@ def _placed_zip_verified(archive: Path) -> bool:
 
 def _prepare_standin(folder: Path, progress: bool) -> Workspace:
     checkpoint = load_source_checkpoint()
-    return _standin_workspace(target_set(folder, progress=progress), checkpoint)
+    workspace = _standin_workspace(target_set(folder, progress=progress), checkpoint)
+    workspace.shifted_folder = folder
+    return workspace
 
 
 def source_recipe(checkpoint: dict | None) -> Recipe:

@@ -19,6 +19,7 @@ from d2lhelpers.standin import (
     SourceTraining,
     load_source_checkpoint,
     save_source_checkpoint,
+    shifted_test_set,
     standin_resnet18,
     target_set,
     train_source_checkpoint,
@@ -55,6 +56,22 @@ def test_same_spec_gives_identical_files(tmp_path: Path) -> None:
     c = write_image_set(tmp_path / "c", TARGET_CLASSES, draw_target, other, progress=False)
     assert files(a).keys() == files(c).keys()
     assert files(a) != files(c)
+
+
+def test_the_shifted_set_is_test_images_only_and_the_same_for_the_same_seed(
+    tmp_path: Path,
+) -> None:
+    spec = ImageSetSpec(train_per_class=0, test_per_class=3, min_side=20, max_side=36, seed=7)
+    a = shifted_test_set(tmp_path / "a", spec, progress=False)
+    b = shifted_test_set(tmp_path / "b", spec, progress=False)
+    assert files(a) == files(b)  # drawn alike from the same seed
+    assert sorted(files(a)) == [f"test/{c}/{i:04d}.jpg" for c in TARGET_CLASSES for i in range(3)]
+    assert not (a / "train").exists()
+    other = shifted_test_set(tmp_path / "a", ImageSetSpec(**{**spec.__dict__, "seed": 8}), False)
+    assert other != a and files(other) != files(a)
+    regular = target_set(tmp_path / "a", ImageSetSpec(0, 3, 20, 36, seed=7), progress=False)
+    assert regular != a  # a folder of its own beside the target set
+    assert files(regular).keys() == files(a).keys() and files(regular) != files(a)
 
 
 def test_failed_drawing_leaves_nothing(tmp_path: Path) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from d2lhelpers.standin_draw import SOURCE_CLASSES, TARGET_CLASSES, draw_source, draw_target
+from d2lhelpers.standin_draw import (
+    SOURCE_CLASSES,
+    TARGET_BACKGROUNDS,
+    TARGET_CLASSES,
+    draw_source,
+    draw_target,
+)
 
 SIZES = [(64, 64), (150, 90), (90, 130)]
 ALL_LABELS = [("target", label) for label in TARGET_CLASSES] + [
@@ -77,3 +83,43 @@ def test_target_classes_not_separable_by_mean_colour() -> None:
     dist = ((test_x[:, None, :] - centres[None, :, :]) ** 2).sum(axis=-1)
     accuracy = float((dist.argmin(axis=1) == test_y).mean())
     assert accuracy < 0.75, f"nearest-class-mean colour accuracy {accuracy:.3f}"
+
+
+def _edge_energy(img) -> float:
+    """Mean absolute difference between neighbouring pixels (how fine and contrasted the image
+    is), in the outer fifth of each side, where the backdrop shows around the centred food."""
+    a = np.asarray(img, dtype=np.float64)
+    h, w = a.shape[:2]
+    band = np.ones((h, w), dtype=bool)
+    band[h // 5 : h - h // 5, w // 5 : w - w // 5] = False
+    dx = np.abs(np.diff(a, axis=1)).sum(-1)[band[:, 1:]]
+    dy = np.abs(np.diff(a, axis=0)).sum(-1)[band[1:, :]]
+    return float(np.concatenate([dx, dy]).mean())
+
+
+def test_the_texture_backdrop_is_finer_and_more_contrasted_than_every_table() -> None:
+    """The shifted set's stated difference: around the same foods, its backdrop has about twice
+    the neighbouring-pixel contrast of the training scenes' (medians 44 and 21 per pixel)."""
+    energy = {
+        background: [
+            _edge_energy(draw_target(label, np.random.default_rng([3, i]), (96, 96), background))
+            for i in range(40)
+            for label in TARGET_CLASSES
+        ]
+        for background in ("table", "texture")
+    }
+    table, texture = (np.median(energy[b]) for b in ("table", "texture"))
+    assert texture > 1.8 * table, (table, texture)
+    assert np.percentile(energy["texture"], 25) > np.percentile(energy["table"], 60)
+
+
+def test_the_default_backdrop_is_the_table() -> None:
+    a = draw_target("hotdog", np.random.default_rng(4), (64, 64)).tobytes()
+    assert a == draw_target("hotdog", np.random.default_rng(4), (64, 64), "table").tobytes()
+    assert a != draw_target("hotdog", np.random.default_rng(4), (64, 64), "texture").tobytes()
+
+
+def test_an_unknown_backdrop_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"'grass'.*table, texture"):
+        draw_target("hotdog", np.random.default_rng(0), (64, 64), "grass")
+    assert tuple(TARGET_BACKGROUNDS) == ("table", "texture")

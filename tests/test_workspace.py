@@ -14,12 +14,13 @@ from http_server import Reply, Server
 from PIL import Image
 from torchvision.models import ResNet18_Weights, resnet18
 
-from d2lhelpers import workspace
+from d2lhelpers import standin, workspace
 from d2lhelpers.data import Recipe
 from d2lhelpers.download import ChecksumError, extract_zip, sha1_of
 from d2lhelpers.environment import HOTDOG_URL_ENV
 from d2lhelpers.models import IMAGENET_HOTDOG_CLASS
 from d2lhelpers.precision import choose_precision
+from d2lhelpers.standin import ImageSetSpec, load_source_checkpoint
 from d2lhelpers.standin_draw import SOURCE_CLASSES
 from d2lhelpers.train import default_device
 from d2lhelpers.workspace import Workspace, data_dir, hotdog_urls, prepare
@@ -188,6 +189,37 @@ def test_workspace_data_uses_its_cache_folder_and_is_decoded_once(
     assert len(data.train) == 12 and len(data.held_out) == 8
     assert len(list((tmp_path / "cache").glob("*.u8"))) == 2
     assert ws.data() is data
+
+
+def test_the_standin_draws_its_shifted_test_set_on_first_use(
+    tiny_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = ImageSetSpec(train_per_class=0, test_per_class=3, min_side=36, max_side=48, seed=7)
+    drawn = []
+
+    def shifted_test_set(folder: Path, progress: bool) -> Path:
+        drawn.append(folder)
+        return standin.shifted_test_set(folder, tiny, progress)
+
+    monkeypatch.setattr(workspace, "shifted_test_set", shifted_test_set)
+    ws = dataclasses.replace(tiny_workspace, cache_dir=tmp_path / "cache", _data=None)
+    assert ws.shifted_test_images() is None  # a folder of one's own: no shifted set
+    ws.shifted_folder = tmp_path / "data"
+    shifted = ws.shifted_test_images()
+    assert drawn == [tmp_path / "data"]
+    assert shifted.classes == ws.data().held_out.classes
+    assert shifted.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert shifted.pixels.shape[-1] == ws.recipe.resize_side  # decoded as the test images are
+    assert not torch.equal(shifted.pixels[:3], ws.data().held_out.pixels[:3])
+
+
+def test_prepare_gives_the_standin_a_shifted_set_and_the_real_data_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workspace, "target_set", lambda folder, progress: folder / "target")
+    monkeypatch.setattr(workspace, "load_source_checkpoint", load_source_checkpoint)
+    assert prepare("standin", tmp_path, progress=False).shifted_folder == tmp_path
+    assert workspace._real_workspace(tmp_path).shifted_test_images() is None
 
 
 # --------------------------------------------------------------------------------------------
