@@ -70,20 +70,30 @@ def grad_cam(
     layer = _check_layer(net, layer)
     device = next(net.parameters()).device
     caught: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda _m, _i, out: caught.append(out))
+    handle = layer.register_forward_hook(
+        lambda _module, _inputs, output: caught.append(output),
+    )
     try:
-        with torch.inference_mode(False), torch.enable_grad(), eval_mode(net):
-            x = x.to(device).clone().requires_grad_(True)  # a graph even for a frozen body
+        with (
+            torch.inference_mode(False),
+            torch.enable_grad(),
+            eval_mode(net),
+        ):
+            # requires_grad: a graph even for a frozen body
+            x = x.to(device).clone().requires_grad_(True)
             with choose_precision(device).autocast():
                 logits = net(x)
             activation = _caught_output(caught, layer)
             target = _target(target_class, logits.detach())
-            score = logits.gather(1, target[:, None]).sum()  # image i's logit depends on i only
+            # image i's logit depends on image i only
+            score = logits.gather(1, target[:, None]).sum()
             (grad,) = torch.autograd.grad(score, activation)
     finally:
         handle.remove()
-    maps = _cam(activation.detach().float(), grad.float(), x.shape[-2:])
-    return CamResult(maps.cpu(), logits.detach().float().cpu(), target.cpu())
+    activation, grad = activation.detach().float(), grad.float()
+    maps = cam_from_gradients(activation, grad, x.shape[-2:])
+    logits = logits.detach().float()
+    return CamResult(maps.cpu(), logits.cpu(), target.cpu())
 
 
 def _check_layer(net: nn.Module, layer: nn.Module | str | None) -> nn.Module:
@@ -144,14 +154,22 @@ def _target(target_class: int | torch.Tensor | None, logits: torch.Tensor) -> to
     return target
 
 
-def _cam(activation: torch.Tensor, grad: torch.Tensor, size: torch.Size) -> torch.Tensor:
+def cam_from_gradients(
+    activation: torch.Tensor, grad: torch.Tensor, size: torch.Size
+) -> torch.Tensor:
     """ReLU of the gradient-weighted channel sum, scaled up to ``size`` (bilinear) and divided
     by each map's maximum (an all-zero map stays zero)."""
     weights = grad.mean((2, 3), keepdim=True)
     cam = F.relu((weights * activation).sum(1, keepdim=True))
-    cam = F.interpolate(cam, size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+    cam = F.interpolate(
+        cam,
+        size=tuple(size),
+        mode="bilinear",
+        align_corners=False,
+    )[:, 0]
     peak = cam.amax((1, 2), keepdim=True)
-    return cam / peak.clamp_min(torch.finfo(cam.dtype).tiny)  # 0 / tiny: a zero map stays zero
+    # 0 / tiny: a zero map stays zero
+    return cam / peak.clamp_min(torch.finfo(cam.dtype).tiny)
 
 
 def model_inputs(

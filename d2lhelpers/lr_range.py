@@ -28,7 +28,10 @@ from .precision import Precision, choose_precision
 from .run import Run
 from .train import Batches, Loss
 
-BETA = 0.98  # the smoothing of the loss, an exponential moving average (fastai's)
+# The smoothing of the loss, an exponential moving average over about 1 / (1 - BETA) = 5
+# batches. fastai's 0.98 (about 50 batches) suits its 100-step test; over a 40-step test it
+# averages more batches than the falling stretch has, and the curve lags far behind the losses.
+BETA = 0.8
 DIVERGENCE_FACTOR = 4.0  # stop once the smoothed loss exceeds this many times its best
 EDGE_FRACTION = 0.05  # a minimum in the first or last 5% of the steps is at the edge
 

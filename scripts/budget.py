@@ -48,6 +48,7 @@ BUDGETS_MIN = {  # slow-CPU estimate in minutes, in the order a learner meets th
     STANDIN: 5,
     "fine-tuning.ipynb": 6,
     "exercises.ipynb": 15,
+    "techniques.ipynb": 8,
     "engineering.ipynb": 3,
 }
 PAGE_LIMIT_S = 1800  # per page, here: far above any budget, so an over-budget page still ends

@@ -22,7 +22,7 @@ not a failure.
    loader against the bare model step (goal 0.90).
 5. bench: ``benchmarks.bench`` at 224 px: A/B against d2l 1.0.3's ``train_ch13`` (goal: 10x
    d2l's training images/s, accuracy within noise).
-6. pages: ``fine-tuning.ipynb`` and ``exercises.ipynb`` executed in full by
+6. pages: ``fine-tuning.ipynb``, ``exercises.ipynb`` and ``techniques.ipynb`` executed in full by
    ``scripts/notebook_exec.py`` (no error cell, no warning on stderr): on the stand-in in the
    precision ``auto`` chooses (bf16 from compute capability 8.0), again with
    ``D2LHELPERS_PRECISION=fp16`` (a T4's path), each page's training lines saying ``cuda`` and
@@ -142,7 +142,7 @@ NEEDED_MODULES = (
     "scipy", "requests",
 )  # fmt: skip
 STEPS = ("tests", "memory", "loop", "bench", "pages")
-PAGES = ("fine-tuning.ipynb", "exercises.ipynb")
+PAGES = ("fine-tuning.ipynb", "exercises.ipynb", "techniques.ipynb")
 LIVE_PAGES = frozenset({"fine-tuning.ipynb"})  # pages that print a run's training lines
 TRAINING_LINE = re.compile(r"examples/sec on (\S+) \(([^)]+)\)")  # History.summary()'s
 GOAL_SPEEDUP, GOAL_LOOP = 10.0, 0.90

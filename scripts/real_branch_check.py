@@ -42,8 +42,12 @@ import real_photos  # noqa: E402
 from notebook_exec import FACTS_MARK, Run, execute  # noqa: E402
 
 CHAPTERS = ROOT / "chapters"
-NOTEBOOKS = ("fine-tuning.ipynb", "exercises.ipynb", "engineering.ipynb")
-SETTINGS_PAGES = ("fine-tuning.ipynb", "exercises.ipynb")  # the pages that train: SETTINGS
+NOTEBOOKS = ("fine-tuning.ipynb", "exercises.ipynb", "techniques.ipynb", "engineering.ipynb")
+SETTINGS_PAGES = (
+    "fine-tuning.ipynb",
+    "exercises.ipynb",
+    "techniques.ipynb",
+)  # the pages that train: SETTINGS
 OUT_DIR = ROOT / "_build" / "real-check"
 # d2l's recipe (section 14.2): lr 5e-5 for the fine-tuned net and 5e-4 from scratch with a
 # summed loss over batches of 128, i.e. times 128 for the package's mean-reduced loss.
@@ -52,6 +56,7 @@ D2L_LEARNING_RATES = {"finetune_lr": 5e-5 * D2L_BATCH_SIZE, "scratch_lr": 5e-4 *
 BANNERS = {  # what each page prints on the real data (its banner cell)
     "fine-tuning.ipynb": "**本页使用真实数据**",
     "exercises.ipynb": "真实热狗数据集",
+    "techniques.ipynb": "**真实数据没有偏移测试集**",
     "engineering.ipynb": "**本页使用真实数据**",
 }
 POSTLUDE = f"""\

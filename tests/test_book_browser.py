@@ -108,10 +108,13 @@ def visit(browser: object, site: str, path: str) -> tuple[object, PageVisit]:
     return page, log
 
 
+CHAPTERS = ("fine-tuning", "exercises", "techniques", "engineering")
+TRAINING_PAGES = CHAPTERS[:3]
 PAGES = [
     "index.html",
     "chapters/fine-tuning.html",
     "chapters/exercises.html",
+    "chapters/techniques.html",
     "chapters/engineering.html",
 ]
 
@@ -154,7 +157,12 @@ def test_every_visible_image_loaded(visits: dict, path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "at_least"), [("chapters/fine-tuning.html", 5), ("chapters/exercises.html", 2)]
+    ("path", "at_least"),
+    [
+        ("chapters/fine-tuning.html", 5),
+        ("chapters/exercises.html", 2),
+        ("chapters/techniques.html", 3),
+    ],
 )
 def test_the_lessons_show_their_figures(visits: dict, path: str, at_least: int) -> None:
     page, _ = visits[path]
@@ -164,7 +172,7 @@ def test_the_lessons_show_their_figures(visits: dict, path: str, at_least: int) 
     assert figures >= at_least
 
 
-@pytest.mark.parametrize("path", ["chapters/fine-tuning.html", "chapters/exercises.html"])
+@pytest.mark.parametrize("path", [f"chapters/{name}.html" for name in TRAINING_PAGES])
 def test_math_is_typeset(visits: dict, path: str) -> None:
     page, _ = visits[path]
     math = page.eval_on_selector_all(
@@ -207,7 +215,7 @@ def test_progress_bars_are_never_raw_text(visits: dict, path: str) -> None:
 
 @pytest.mark.parametrize(
     "notebook",
-    ["chapters/fine-tuning.ipynb", "chapters/exercises.ipynb", "chapters/engineering.ipynb"],
+    [f"chapters/{name}.ipynb" for name in CHAPTERS],
 )
 def test_the_colab_launch_link_opens_this_notebook_on_main(visits: dict, notebook: str) -> None:
     page, _ = visits[notebook.replace(".ipynb", ".html")]
@@ -242,9 +250,7 @@ def test_the_photo_panel_shows_its_example_photo_and_verdict(visits: dict) -> No
     assert re.search(r"(热狗|非热狗)[^0-9]{0,12}\d+(\.\d+)?\s*%", verdict), verdict[:300]
 
 
-@pytest.mark.parametrize(
-    "path", ["chapters/fine-tuning.html", "chapters/exercises.html", "chapters/engineering.html"]
-)
+@pytest.mark.parametrize("path", [f"chapters/{name}.html" for name in CHAPTERS])
 def test_code_and_tables_fit_the_text_column(visits: dict, path: str) -> None:
     """No shown code cell or results table needs a horizontal scroll bar."""
     page, _ = visits[path]
@@ -260,9 +266,7 @@ def test_code_and_tables_fit_the_text_column(visits: dict, path: str) -> None:
     assert not wide, wide
 
 
-@pytest.mark.parametrize(
-    "path", ["chapters/fine-tuning.html", "chapters/exercises.html", "chapters/engineering.html"]
-)
+@pytest.mark.parametrize("path", [f"chapters/{name}.html" for name in CHAPTERS])
 def test_hidden_code_toggles_are_labelled_in_chinese(visits: dict, path: str) -> None:
     page, _ = visits[path]
     toggles = page.locator("details.hide summary").all_inner_texts()

@@ -65,8 +65,8 @@ def test_smoothed_is_the_bias_corrected_moving_average_of_the_losses() -> None:
     found = range_test(start=1e-4, end=1e-2, steps=10)
     average = 0.0
     for step, (loss, smooth) in enumerate(zip(found.losses, found.smoothed, strict=True)):
-        average = 0.98 * average + 0.02 * loss
-        assert smooth == pytest.approx(average / (1 - 0.98 ** (step + 1)))
+        average = 0.8 * average + 0.2 * loss
+        assert smooth == pytest.approx(average / (1 - 0.8 ** (step + 1)))
     assert found.smoothed[0] == pytest.approx(found.losses[0])
 
 
