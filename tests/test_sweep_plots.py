@@ -274,6 +274,26 @@ def test_summary_over_the_body_rate_draws_a_line_along_eta_and_marks_divergence_
         summary_figure(sweep(specs), x="seed")
 
 
+def test_the_mean_counts_only_seeds_with_an_accuracy() -> None:
+    """Seen in the classic Notebook: a sweep stopped in its first epoch was drawn as
+    "2 seeds averaged" with no run finished. A seed that diverged before its first epoch's end
+    adds no accuracy, so it is not counted; with none left, the setting names no line."""
+    one = sweep(
+        [
+            (SweepSetting(0.01, 10, 3, seed=0), {}),
+            (SweepSetting(0.01, 10, 3, seed=1), {"diverge_at": 1}),
+        ]
+    )
+    (ax,) = live_figure(one).axes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "输出层学习率 1.0e-1（1 个种子的平均）" in labels
+    none = sweep([(SweepSetting(0.01, 10, 3, seed=s), {"diverge_at": 1}) for s in range(2)])
+    (ax,) = live_figure(none).axes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert not any("个种子的平均" in label for label in labels), labels
+    assert "发散（无精度）" in labels
+
+
 def test_runs_without_an_accuracy_are_marked_in_the_strip_apart_by_kind() -> None:
     """A diverged and a stopped run at the same epoch: both in the grey strip below 0 (never at
     an accuracy of 0), the two kinds at different heights."""

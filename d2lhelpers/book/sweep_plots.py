@@ -197,10 +197,13 @@ def _label_points(label: str) -> float:
 
 
 def _mean_band(ax: Axes, runs: list[list[dict]], color: str) -> None:
-    """The mean over seeds per epoch as a line, their low-high range as a band."""
+    """The mean over seeds per epoch as a line, their low-high range as a band; the legend
+    counts the seeds with an accuracy (a run stopped or diverged before its first epoch's end
+    has none), and names no line when none has."""
     bands = per_epoch({r["epoch"]: _number(r["val_acc"]) for r in run} for run in runs)
     epochs = list(bands)
-    label = f"{setting_label(runs[0][0])}（{len(runs)} 个种子的平均）"
+    seeds = sum(any(_number(r["val_acc"]) is not None for r in run) for run in runs)
+    label = f"{setting_label(runs[0][0])}（{seeds} 个种子的平均）" if seeds else "_nolegend_"
     ax.plot(epochs, [bands[e].mean for e in epochs], marker=".", color=color, label=label)
     if epochs:
         lows, highs = [bands[e].low for e in epochs], [bands[e].high for e in epochs]
