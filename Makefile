@@ -20,7 +20,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: book test venv lint unit fast widgets7 integration notebooks bench bench-install clean \
 	assets browser-deps browser colab-check gpu-check gpu-check-dry gpu-carry oldest real-check \
-	budget book-checks standin-model jupyterlab-check
+	budget book-checks standin-model jupyterlab-check classic-check
 
 venv: $(STAMP)
 
@@ -170,6 +170,18 @@ $(LAB)/bin/jupyter: $(STAMP)
 	  'import importlib.metadata as m; print(m.version("jupyterlab_widgets"))')"
 jupyterlab-check: $(STAMP) browser-deps $(LAB)/bin/jupyter
 	$(BIN)/python scripts/jupyterlab_check.py --jupyter $(LAB)/bin/jupyter
+
+# The same clicks in the classic Notebook 6 on Colab's kernel: ipykernel 6.17 and ipywidgets 7.7.1
+# from the Colab-like environment (no subshells: a click is handled on the kernel's main thread).
+# Not part of `make test`; it needs $(COLAB_VENV) (made by `make colab-check`).
+CLASSIC := $(VENV)/classic-notebook
+$(CLASSIC)/bin/jupyter: $(STAMP) $(COLAB_STAMP)
+	$(PYTHON) -m venv $(CLASSIC)
+	$(CLASSIC)/bin/pip install --quiet "notebook==6.5.7" "widgetsnbextension==$$($(COLAB_VENV)/bin/python \
+	  -c 'import importlib.metadata as m; print(m.version("widgetsnbextension"))')"
+classic-check: $(STAMP) $(COLAB_STAMP) browser-deps $(CLASSIC)/bin/jupyter
+	$(BIN)/python scripts/jupyterlab_check.py --front-end classic --jupyter $(CLASSIC)/bin/jupyter \
+		--kernel-python $(COLAB_VENV)/bin/python
 
 gpu-check:
 	$(GPU_PYTHON) scripts/gpu_check.py

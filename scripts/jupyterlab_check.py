@@ -1,8 +1,9 @@
 # ruff: noqa: RUF001  (Chinese text uses full-width punctuation on purpose)
-"""The panels in a real JupyterLab, clicked by Chromium (Playwright) as a learner would.
+"""The panels in a real Jupyter front end, clicked by Chromium (Playwright) as a learner would.
 
 A notebook with the sweep panel (a real Sweeper on the stand-in, 10-epoch runs) and the photo
-panel is opened in JupyterLab and run; then, in the browser:
+panel is opened in JupyterLab 4 (``--front-end lab``) or in the classic Notebook 6
+(``--front-end classic``) and run; then, in the browser:
 
 * 运行 then 停止, three times (the third after reloading the page): each sweep must say 已停止
   within :data:`STOP_SECONDS` of the click, and 运行 must be usable again;
@@ -10,13 +11,18 @@ panel is opened in JupyterLab and run; then, in the browser:
   the same file uploaded again is classified again, a quoted path works, and the upload
   button's tooltip is not "null".
 
-JupyterLab runs from its own environment (``--jupyter``: its ``jupyter`` command; it needs
-``jupyterlab`` 4 and the ``jupyterlab_widgets`` that goes with the kernel's ipywidgets); the
-kernel is this Python, with this checkout on its path and ``D2LHELPERS_*`` passed on. Chromium
-is ``$CHROMIUM`` or ``chromium`` on the PATH, as for tests/test_book_browser.py. Screenshots
-go to ``_build/jupyterlab-check/``. Exit status 1 when a check fails.
+The front end runs from its own environment (``--jupyter``: its ``jupyter`` command; it needs
+``jupyterlab`` 4 with the ``jupyterlab_widgets`` that goes with the kernel's ipywidgets 8, or
+``notebook`` 6 with the ``widgetsnbextension`` of the kernel's ipywidgets 7). The kernel is
+``--kernel-python`` (default: this Python) with this checkout first on its path and
+``D2LHELPERS_*`` passed on: Colab's kernel is ipykernel 6.17 with ipywidgets 7.7.1, which
+``make classic-check`` takes from the Colab-like environment. Chromium is ``$CHROMIUM`` or
+``chromium`` on the PATH, as for tests/test_book_browser.py. Screenshots go to
+``_build/jupyterlab-check/<front end>/``. Exit status 1 when a check fails.
 
     python scripts/jupyterlab_check.py --jupyter /path/to/lab-env/bin/jupyter
+    python scripts/jupyterlab_check.py --front-end classic --jupyter /path/to/nb6/bin/jupyter \
+        --kernel-python .venv-colab/bin/python
 """
 
 from __future__ import annotations
@@ -111,12 +117,12 @@ def write_notebook(folder: Path) -> Path:
     return path
 
 
-def write_kernel(data_dir: Path) -> None:
-    """A kernelspec that runs this Python with this checkout first on its path."""
+def write_kernel(data_dir: Path, python: str = sys.executable) -> None:
+    """A kernelspec that runs ``python`` with this checkout first on its path."""
     env = {k: v for k, v in os.environ.items() if k.startswith("D2LHELPERS_")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "d2lhelpers check", "language": "python", "env": env,
     }  # fmt: skip
     folder = data_dir / "kernels" / KERNEL
@@ -124,19 +130,31 @@ def write_kernel(data_dir: Path) -> None:
     (folder / "kernel.json").write_text(json.dumps(spec))
 
 
+def server_command(jupyter: str, front_end: str, port: int, folder: Path) -> list[str]:
+    """The command that serves ``folder`` on 127.0.0.1:``port`` with ``front_end``."""
+    common = ["--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1"]
+    if front_end == "lab":
+        return [jupyter, "lab", *common, f"--ServerApp.token={TOKEN}",
+                f"--ServerApp.root_dir={folder}",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]  # fmt: skip
+    return [jupyter, "notebook", *common, f"--NotebookApp.token={TOKEN}",
+            f"--NotebookApp.notebook_dir={folder}"]  # fmt: skip
+
+
+def notebook_url(base: str, front_end: str) -> str:
+    path = "lab/tree" if front_end == "lab" else "notebooks"
+    return f"{base}/{path}/check.ipynb?token={TOKEN}"
+
+
 @contextmanager
-def jupyterlab(jupyter: str, folder: Path) -> Iterator[str]:
-    """JupyterLab serving ``folder`` on 127.0.0.1; yields its base URL."""
+def jupyter_server(jupyter: str, front_end: str, kernel_python: str, folder: Path) -> Iterator[str]:
+    """The front end serving ``folder`` on 127.0.0.1; yields its base URL."""
     port = free_port()
     env = {**os.environ, "JUPYTER_DATA_DIR": str(folder / "data"),
            "JUPYTER_CONFIG_DIR": str(folder / "config"),
            "JUPYTER_RUNTIME_DIR": str(folder / "runtime")}  # fmt: skip
-    write_kernel(folder / "data")
-    command = [
-        jupyter, "lab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-        f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={folder}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]  # fmt: skip
+    write_kernel(folder / "data", kernel_python)
+    command = server_command(jupyter, front_end, port, folder)
     log = (folder / "server.log").open("w")
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -153,13 +171,13 @@ def wait_for_server(base: str, server: subprocess.Popen, seconds: float = 60) ->
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"JupyterLab exited with status {server.returncode}")
+            raise SystemExit(f"The Jupyter server exited with status {server.returncode}")
         try:
             with urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2):
                 return
         except OSError:
             time.sleep(0.5)
-    raise SystemExit(f"JupyterLab did not answer within {seconds:.0f} s")
+    raise SystemExit(f"The Jupyter server did not answer within {seconds:.0f} s")
 
 
 def add_font(page: Page) -> None:
@@ -185,8 +203,17 @@ def wait_text(page: Page, pattern: str, seconds: float) -> bool:
     return True
 
 
-def run_all(page: Page, url: str) -> None:
+def run_all(page: Page, url: str, front_end: str) -> None:
+    """Open the notebook and run every cell, through the front end's own menu or API."""
     page.goto(url)
+    if front_end == "classic":
+        page.wait_for_function(
+            "() => window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel"
+            " && Jupyter.notebook.kernel.is_connected()",
+            timeout=120_000,
+        )
+        page.evaluate("() => Jupyter.notebook.execute_all_cells()")
+        return
     page.locator(".jp-Notebook").wait_for(timeout=120_000)
     idle = page.get_by_text("Kernel status: Idle").first  # for screen readers: not visible
     idle.wait_for(state="attached", timeout=120_000)
@@ -194,7 +221,17 @@ def run_all(page: Page, url: str) -> None:
     page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
 
 
-def sweep_and_stop(page: Page, checks: Checks, name: str) -> None:
+def save(page: Page, front_end: str) -> None:
+    """Save the notebook (its widget state included), so that a reload shows the panels."""
+    if front_end == "classic":
+        page.evaluate("() => Jupyter.notebook.save_notebook()")
+        page.wait_for_function("() => !Jupyter.notebook.dirty", timeout=30_000)
+        return
+    page.keyboard.press("Control+s")
+    page.locator(".jp-mod-dirty").wait_for(state="detached", timeout=30_000)
+
+
+def sweep_and_stop(page: Page, checks: Checks, name: str, shots: Path) -> None:
     """运行, then 停止 once a batch has trained: 已停止 within STOP_SECONDS, 运行 usable."""
     button(page, "运行").click()
     started = wait_text(page, "^正在训练", 120)  # the last sweep's texts replaced
@@ -206,7 +243,7 @@ def sweep_and_stop(page: Page, checks: Checks, name: str) -> None:
     seconds = time.monotonic() - clicked
     checks.check(stopped, f"{name}: 停止 ended the sweep ({seconds:.1f} s after the click)")
     checks.check(button(page, "运行").is_enabled(), f"{name}: 运行 is usable again")
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
 
 def upload(page: Page, path: Path) -> None:
@@ -222,7 +259,7 @@ WATCH_JS = (  # count the changes of the prediction's element from now on
 )
 
 
-def photo_panel(page: Page, checks: Checks, folder: Path) -> None:
+def photo_panel(page: Page, checks: Checks, folder: Path, shots: Path) -> None:
     """An upload, the same file again, a quoted path; the photo's size, the tooltip."""
     photo = folder / "photo.jpg"
     Image.new("RGB", (61, 76), (200, 60, 40)).save(photo)
@@ -244,7 +281,7 @@ def photo_panel(page: Page, checks: Checks, folder: Path) -> None:
             page.wait_for_function("window.changes >= 2", timeout=30_000)
         changes = page.evaluate("window.changes")
         checks.check(changes >= 2, f"the same photo again, then in quotes: shown anew ({changes})")
-    page.screenshot(path=str(SHOTS / "photo.png"), full_page=True)
+    page.screenshot(path=str(shots / "photo.png"), full_page=True)
 
 
 def read_path(page: Page, text: str) -> None:
@@ -252,43 +289,51 @@ def read_path(page: Page, text: str) -> None:
     button(page, "识别").click()
 
 
-def check_panels(page: Page, checks: Checks, url: str, folder: Path) -> None:
+def check_panels(page: Page, checks: Checks, front_end: str, url: str, folder: Path) -> None:
     """The notebook run; three sweeps stopped (the third after a reload); the photo panel."""
-    run_all(page, url)
+    shots = SHOTS / front_end
+    run_all(page, url, front_end)
     button(page, "运行").wait_for(timeout=START_SECONDS * 1000)
     add_font(page)
-    sweep_and_stop(page, checks, "sweep-1")
-    sweep_and_stop(page, checks, "sweep-2")
-    page.keyboard.press("Control+s")  # saved, so that the reloaded page shows the panels
-    page.locator(".jp-mod-dirty").wait_for(state="detached", timeout=30_000)
+    sweep_and_stop(page, checks, "sweep-1", shots)
+    sweep_and_stop(page, checks, "sweep-2", shots)
+    save(page, front_end)
     page.reload()
     button(page, "运行").wait_for(timeout=120_000)
     add_font(page)
-    sweep_and_stop(page, checks, "sweep-3-after-reload")
-    photo_panel(page, checks, folder)
+    sweep_and_stop(page, checks, "sweep-3-after-reload", shots)
+    photo_panel(page, checks, folder, shots)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--jupyter", default=shutil.which("jupyter"), help="JupyterLab's jupyter")
+    parser.add_argument("--front-end", choices=("lab", "classic"), default="lab")
+    parser.add_argument(
+        "--jupyter", default=shutil.which("jupyter"), help="the front end's jupyter"
+    )
+    parser.add_argument("--kernel-python", default=sys.executable, help="the kernel's Python")
     args = parser.parse_args()
     chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
     if not args.jupyter or not chromium:
-        raise SystemExit("needs JupyterLab (--jupyter) and Chromium ($CHROMIUM or chromium)")
-    SHOTS.mkdir(parents=True, exist_ok=True)
+        raise SystemExit(
+            "needs a Jupyter front end (--jupyter) and Chromium ($CHROMIUM or chromium)"
+        )
+    (SHOTS / args.front_end).mkdir(parents=True, exist_ok=True)
     checks = Checks()
     with tempfile.TemporaryDirectory(prefix="d2lhelpers-lab-") as tmp:
         folder = Path(tmp)
         write_notebook(folder)
-        with jupyterlab(args.jupyter, folder) as base, sync_playwright() as p:
+        server = jupyter_server(args.jupyter, args.front_end, args.kernel_python, folder)
+        with server as base, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []
             page.on("console", lambda m: m.type == "error" and errors.append(m.text))
             try:
-                check_panels(page, checks, f"{base}/lab/tree/check.ipynb?token={TOKEN}", folder)
+                url = notebook_url(base, args.front_end)
+                check_panels(page, checks, args.front_end, url, folder)
             finally:
-                page.screenshot(path=str(SHOTS / "last.png"), full_page=True)
+                page.screenshot(path=str(SHOTS / args.front_end / "last.png"), full_page=True)
                 browser.close()
         print(f"console errors: {len(errors)}", *errors[:10], sep="\n  ")
     print(f"{len(checks.failed)} check(s) failed" if checks.failed else "every check held")

@@ -33,3 +33,30 @@ def test_the_kernel_runs_this_python_on_this_checkout(check, tmp_path, monkeypat
     assert spec["argv"][:3] == [sys.executable, "-m", "ipykernel_launcher"]
     assert spec["env"]["PYTHONPATH"].split(":")[0] == str(ROOT)
     assert spec["env"]["D2LHELPERS_DATA_SOURCE"] == "standin"
+
+
+def test_the_kernel_can_be_another_python(check, tmp_path) -> None:
+    """The classic check's kernel is the Colab-like environment's Python (ipykernel 6.17)."""
+    check.write_kernel(tmp_path, "/opt/colab/bin/python")
+    spec = json.loads((tmp_path / "kernels" / check.KERNEL / "kernel.json").read_text())
+    assert spec["argv"][:3] == ["/opt/colab/bin/python", "-m", "ipykernel_launcher"]
+
+
+@pytest.mark.parametrize(
+    ("front_end", "app", "path"),
+    [
+        ("lab", "ServerApp", "/lab/tree/check.ipynb"),
+        ("classic", "NotebookApp", "/notebooks/check.ipynb"),
+    ],
+)
+def test_each_front_end_serves_the_folder_on_localhost(
+    check, tmp_path, front_end, app, path
+) -> None:
+    command = check.server_command("/env/bin/jupyter", front_end, 8123, tmp_path)
+    assert command[:2] == ["/env/bin/jupyter", "lab" if front_end == "lab" else "notebook"]
+    assert "--ip=127.0.0.1" in command and "--port=8123" in command
+    assert f"--{app}.token={check.TOKEN}" in command
+    assert any(arg.startswith(f"--{app}.") and arg.endswith(str(tmp_path)) for arg in command)
+    assert check.notebook_url("http://127.0.0.1:8123", front_end).startswith(
+        f"http://127.0.0.1:8123{path}?token="
+    )
