@@ -13,7 +13,9 @@ panel is opened in JupyterLab 4 (``--front-end lab``) or in the classic Notebook
 
 The front end runs from its own environment (``--jupyter``: its ``jupyter`` command; it needs
 ``jupyterlab`` 4 with the ``jupyterlab_widgets`` that goes with the kernel's ipywidgets 8, or
-``notebook`` 6 with the ``widgetsnbextension`` of the kernel's ipywidgets 7). The kernel is
+``notebook`` 6 with ``widgetsnbextension`` 3.5.2: with 3.6.x, notebook 6.5.7 and an ipywidgets
+7.7.1 kernel, every widget output is stored with an empty model id and hidden, a bare Button
+included). The kernel is
 ``--kernel-python`` (default: this Python) with this checkout first on its path and
 ``D2LHELPERS_*`` passed on: Colab's kernel is ipykernel 6.17 with ipywidgets 7.7.1, which
 ``make classic-check`` takes from the Colab-like environment. Chromium is ``$CHROMIUM`` or
@@ -323,7 +325,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="d2lhelpers-lab-") as tmp:
         folder = Path(tmp)
         write_notebook(folder)
-        server = jupyter_server(args.jupyter, args.front_end, args.kernel_python, folder)
+        # absolute: the kernel starts in the notebook's folder (not resolved: a venv's python
+        # is a symlink to the base interpreter)
+        kernel_python = os.path.abspath(args.kernel_python)
+        server = jupyter_server(args.jupyter, args.front_end, kernel_python, folder)
         with server as base, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
