@@ -12,17 +12,25 @@ Policy for bad files (documented in the README and tested):
   decoded at reduced size (JPEG draft mode: 1/2, 1/4 or 1/8 of each side, never below the size
   asked), which bounds its memory, so PIL's decompression-bomb guard (about 89 megapixels)
   does not apply to it; such a JPEG is refused only above :data:`MAX_JPEG_PIXELS` (1,000
-  megapixels, about 45 MiB at 1/8). A progressive JPEG's output is scaled too, but PIL holds
-  all of its coefficients while decoding (about 3 bytes per pixel, whatever the size asked),
-  so it is refused above :data:`MAX_PROGRESSIVE_PIXELS` (24 megapixels, about 70 MiB) before
-  decoding, however small the file. One decode thus holds at most about 70 MiB of an image,
-  and the decode threads of :func:`d2lhelpers.data.decode_folder` (at most 8) that much each.
-  Other formats, and JPEGs decoded at full size, keep PIL's guard.
+  megapixels, about 45 MiB at 1/8). A progressive JPEG's output is scaled too, but libjpeg
+  holds all of its coefficients while decoding (about 3 bytes per pixel of the full image,
+  whatever the size asked: no decoder PIL has can do otherwise), so it is refused above
+  :data:`MAX_PROGRESSIVE_PIXELS` (24 megapixels, about 70 MiB) before decoding, however small
+  the file. Other formats, and JPEGs decoded at full size, keep PIL's guard;
+* threads: a decode that holds more than :data:`LARGE_DECODE_BYTES` (16 MiB, as estimated by
+  :func:`decode_bytes` from the header) runs on one thread kept for such decodes, one at a
+  time, while smaller ones run in the caller's thread. So the decode threads of
+  :func:`d2lhelpers.data.decode_folder` together hold at most one large image (about 75 MiB
+  for a progressive JPEG at its bound) and 16 MiB each, and no thread's allocator keeps a
+  large image's freed memory (glibc gives each thread its own arena, and keeps what was freed
+  in it: decoding large images on 4 threads at once had kept 4 times the memory).
 """
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +45,8 @@ MAX_JPEG_PIXELS = 1_000_000_000  # a JPEG decoded at reduced size may have this 
 MAX_PROGRESSIVE_PIXELS = 24_000_000  # a progressive JPEG, decoded at full size in any case
 PROGRESSIVE_BYTES_PER_PIXEL = 3  # what PIL holds while decoding one (measured: 2.9)
 JPEG_MAGIC = b"\xff\xd8\xff"  # the first bytes of every JPEG file
+PIL_BYTES_PER_PIXEL = 4  # PIL stores an RGB pixel in 32 bits
+LARGE_DECODE_BYTES = 16 * 2**20  # a decode holding more runs on the large-decode thread
 
 
 class BadImageError(ValueError):
@@ -106,15 +116,43 @@ def is_jpeg(path: Path) -> bool:
         return f.read(len(JPEG_MAGIC)) == JPEG_MAGIC
 
 
-def _open(path: Path, size: int | None) -> Image.Image:
-    """Open ``path``; a JPEG opened for ``size`` is set to decode at reduced size (draft).
+def _large_decode_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="d2lhelpers-large-decode")
+
+
+def _restart_large_decode_thread() -> None:
+    """A forked child has none of its parent's threads: it gets its own large-decode thread."""
+    global _LARGE_DECODES
+    _LARGE_DECODES = _large_decode_thread()
+
+
+_LARGE_DECODES = _large_decode_thread()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_restart_large_decode_thread)
+
+
+def decode_bytes(img: Image.Image, full_size: tuple[int, int]) -> int:
+    """What decoding the opened ``img`` holds at its peak: its pixels twice (the decoded image
+    and one converted copy), plus, for a progressive JPEG, the coefficients of its full size
+    ``full_size`` (libjpeg keeps all of them while decoding, even at reduced size)."""
+    width, height = img.size
+    need = 2 * PIL_BYTES_PER_PIXEL * width * height
+    if img.format == "JPEG" and img.info.get("progressive"):
+        need += PROGRESSIVE_BYTES_PER_PIXEL * full_size[0] * full_size[1]
+    return need
+
+
+def _open(path: Path, size: int | None) -> tuple[Image.Image, int]:
+    """Open ``path`` and say what its decode will hold (:func:`decode_bytes`); a JPEG opened
+    for ``size`` is set to decode at reduced size (draft).
 
     Such a JPEG is opened by its plugin directly, past ``Image.open``'s decompression-bomb
     check on the full size, and checked against :data:`MAX_JPEG_PIXELS` instead (a progressive
     one against :data:`MAX_PROGRESSIVE_PIXELS`).
     """
     if size is None or not is_jpeg(path):
-        return Image.open(path)
+        img = Image.open(path)
+        return img, decode_bytes(img, img.size)
     img = JpegImagePlugin.JpegImageFile(path)
     width, height = img.size
     if width * height > MAX_JPEG_PIXELS:
@@ -135,23 +173,25 @@ def _open(path: Path, size: int | None) -> Image.Image:
             "it down",
         )
     img.draft("RGB", (size, size))  # DCT scaling: never below ``size``
-    return img
+    return img, decode_bytes(img, (width, height))
 
 
 def load_rgb(path: Path, size: int | None = None) -> Image.Image:
     """Decode ``path`` to an upright RGB image; ``size`` lets a JPEG decode at reduced scale
     (and lets a large one past PIL's decompression-bomb guard, see the module docstring).
 
-    Raises BadImageError naming the file when it is empty, truncated, not an image, or larger
-    than the bounds.
+    A decode holding more than :data:`LARGE_DECODE_BYTES` waits for the one large-decode
+    thread. Raises BadImageError naming the file when it is empty, truncated, not an image, or
+    larger than the bounds.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with _open(path, size) as img:
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
+            img, need = _open(path, size)
+            with img:
+                if need <= LARGE_DECODE_BYTES:
+                    return _decode(img)
+                return _LARGE_DECODES.submit(_decode, img).result()
     except BadImageError:
         raise
     except (
@@ -162,6 +202,12 @@ def load_rgb(path: Path, size: int | None = None) -> Image.Image:
         Image.DecompressionBombError,
     ) as err:
         raise BadImageError(path, _reason(err)) from err
+
+
+def _decode(img: Image.Image) -> Image.Image:
+    """The opened ``img``'s pixels, upright and RGB."""
+    img.load()
+    return _to_rgb(ImageOps.exif_transpose(img))
 
 
 def _reason(err: BaseException) -> str:

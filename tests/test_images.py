@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
 import subprocess
@@ -17,7 +18,10 @@ from PIL import Image, features
 from d2lhelpers.images import (
     MAX_JPEG_PIXELS,
     MAX_PROGRESSIVE_PIXELS,
+    PIL_BYTES_PER_PIXEL,
+    PROGRESSIVE_BYTES_PER_PIXEL,
     BadImageError,
+    decode_bytes,
     is_image_file,
     list_class_folder,
     load_rgb,
@@ -411,7 +415,7 @@ from pathlib import Path
 from d2lhelpers import data
 from d2lhelpers.images import load_rgb
 folder = Path(sys.argv[1])
-data.__dict__["_decode_workers"] = lambda: 2
+data.__dict__["_decode_workers"] = lambda: int(sys.argv[2])
 warnings.simplefilter("ignore")
 load_rgb(folder / "warm.jpg", size=64)  # imports and first-use allocations, before measuring
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -434,10 +438,85 @@ def test_decode_memory_is_bounded_for_every_jpeg_and_the_threads_together(tmp_pa
             )
         for i in range(3):
             (folder / f"bomb{i}.jpg").write_bytes(_jpeg_claiming_size(30_000, 30_000, True))
+    count, peak_mib = _decode_folder_peak(tmp_path, threads=2)
+    assert count == 12  # the bombs skipped, every other photo decoded
+    assert peak_mib < 100, f"peak RSS growth {peak_mib} MiB"
+
+
+def _decode_folder_peak(folder: Path, threads: int) -> tuple[int, int]:
+    """How many images ``decode_folder`` decoded from ``folder/train`` on ``threads`` threads,
+    and by how many MiB that raised the peak memory of a fresh process."""
     done = subprocess.run(
-        [sys.executable, "-c", PEAK_SCRIPT, str(tmp_path)],
+        [sys.executable, "-c", PEAK_SCRIPT, str(folder), str(threads)],
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     count, peak_mib = map(int, done.stdout.split())
-    assert count == 12  # the bombs skipped, every other photo decoded
+    return count, peak_mib
+
+
+def test_large_decodes_do_not_multiply_with_the_decode_threads(tmp_path: Path) -> None:
+    """Eight 16-megapixel progressive JPEGs (about 50 MiB each to decode) on four threads: the
+    peak stays that of about one of them (it was four: 200 MiB, each thread decoding one and
+    its allocator keeping the freed memory)."""
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(tmp_path / "warm.jpg")
+    for name in ("hotdog", "not-hotdog"):
+        folder = tmp_path / "train" / name
+        folder.mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (4600, 3500), (40 * i, 90, 30)).save(
+                folder / f"web{i}.jpg", progressive=True
+            )
+    count, peak_mib = _decode_folder_peak(tmp_path, threads=4)
+    assert count == 8
     assert peak_mib < 100, f"peak RSS growth {peak_mib} MiB"
+
+
+def test_what_a_decode_holds_counts_a_progressive_jpegs_full_size(tmp_path: Path) -> None:
+    for progressive in (False, True):
+        path = tmp_path / f"photo-{progressive}.jpg"
+        Image.new("RGB", (800, 600), (20, 180, 40)).save(path, progressive=progressive)
+        with Image.open(path) as img:
+            img.draft("RGB", (64, 64))  # 100 x 75
+            pixels = 2 * PIL_BYTES_PER_PIXEL * 100 * 75  # decoded, and one converted copy
+            coefficients = PROGRESSIVE_BYTES_PER_PIXEL * 800 * 600 if progressive else 0
+            assert decode_bytes(img, (800, 600)) == pixels + coefficients
+    with Image.open(tmp_path / "photo-False.jpg") as img:
+        img.save(tmp_path / "photo.png")
+    with Image.open(tmp_path / "photo.png") as img:
+        assert decode_bytes(img, img.size) == 2 * PIL_BYTES_PER_PIXEL * 800 * 600
+
+
+def test_a_large_decode_that_fails_names_the_file(tmp_path: Path) -> None:
+    """Half of a 16-megapixel progressive JPEG: decoded on the large-decode thread, it fails
+    there, and the error still names the file and says why."""
+    buf = io.BytesIO()
+    Image.new("RGB", (4600, 3500), (20, 180, 40)).save(buf, "JPEG", progressive=True)
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(BadImageError, match=re.escape(f"{path}: image file is truncated")):
+        load_rgb(path, size=64)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_decodes_large_images_on_its_own_thread(tmp_path: Path) -> None:
+    """The child of a process that has used its large-decode thread gets its own (a copy of
+    the parent's would wait for a thread the child does not have)."""
+    path = tmp_path / "web.jpg"
+    Image.new("RGB", (4600, 3500), (20, 180, 40)).save(path, progressive=True)
+    assert load_rgb(path, size=64).size == (575, 438)
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from d2lhelpers.images import load_rgb\n"
+        "path = Path(sys.argv[1])\n"
+        "load_rgb(path, size=64)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if load_rgb(path, size=64).size == (575, 438) else 1)\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.strip() == "0"
