@@ -65,8 +65,8 @@ examples:
 
 A process that fails or hangs ends the job: torchrun stops the other processes of its machine
 at once, and those of other machines stop at their next collective operation, after --timeout
-seconds at the latest, each saying so in one line. A process that is stopped (SIGSTOP, Ctrl-Z)
-cannot end: the others stop after --timeout seconds, and its torchrun kills it 30 s later.
+seconds at the latest, each saying so in one line. A process stopped by a signal (SIGSTOP) is
+killed by the processes of its machine once it has been stopped for --timeout seconds.
 Exit status: 0 when training ended normally, 1 when it diverged, was stopped or failed, 2 when
 an option, an output path or the data was refused (in one line, before training), 130 when
 interrupted."""
@@ -381,10 +381,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as err:
         if parallel is None or not _from_collective(err):
             raise
+        ended = parallel.end_stopped_peers()
+        killed = f" Killed rank {', '.join(map(str, ended))}, which was stopped." if ended else ""
         print(
             f"d2lhelpers.cli: rank {parallel.rank} of {parallel.processes} stops: another "
             f"process of the job failed, left or did not answer within --timeout "
-            f"({args.timeout:g} s). {one_line(err, with_type=False)[:300]}",
+            f"({args.timeout:g} s).{killed} {one_line(err, with_type=False)[:300]}",
             file=sys.stderr,
         )
         return 1  # without destroying the process group, which can wait on the lost peer

@@ -51,12 +51,13 @@ the latest, when it times out after ``timeout`` seconds (:data:`DEFAULT_TIMEOUT_
 ``--timeout``), raise and exit (the command line says so in one line, also when gloo or
 NCCL raises in DDP's all-reduce of the backward pass). The same timeout bounds a process that
 hangs. NCCL enforces it through its watchdog (``TORCH_NCCL_ASYNC_ERROR_HANDLING``, on by
-default), gloo in every operation. A process that is stopped (SIGSTOP) ignores torchrun's
-SIGTERM until torchrun kills it after its grace period (30 s): that job ends about 30 s after
-``timeout``. Collective operations happen only inside training and evaluation, where the
-processes keep in step; before training, every process prepares its data on its own (in the
-data folder's locks), so a first run that builds the stand-in on one machine only needs a
-longer timeout (or a run alone first).
+default), gloo in every operation. A process that is stopped (SIGSTOP) would ignore torchrun's
+SIGTERM until torchrun kills it after its grace period (30 s): the processes on its machine
+kill it once it has been stopped for longer than ``timeout`` (:mod:`d2lhelpers.processes`, on
+Linux), so that job too ends within about ``timeout``. Collective operations happen only
+inside training and evaluation, where the processes keep in step; before training, every
+process prepares its data on its own (in the data folder's locks), so a first run that builds
+the stand-in on one machine only needs a longer timeout (or a run alone first).
 
 Backends: NCCL on CUDA (one GPU per process, ``cuda:LOCAL_RANK``), gloo on the CPU. The
 frozen-feature sweep (:mod:`d2lhelpers.sweep`) stays single-process.
@@ -78,10 +79,12 @@ from torch.nn.parallel import DistributedDataParallel
 from .checks import non_negative_int, positive_finite, positive_int
 from .data import BatchLoader, batches_per_epoch, epoch_batches
 from .precision import Precision
+from .processes import ProcessId, StoppedPeerWatch, on_this_machine, this_process
 from .train import evaluate
 
 DEFAULT_TIMEOUT_S = 300.0  # a collective operation waits at most this long for the others
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+_watch: StoppedPeerWatch | None = None  # this process's watch of the job's stopped processes
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -169,13 +172,19 @@ class Parallel:
     """This process in a data-parallel job (see the module docstring); :func:`start` makes it.
 
     ``rank`` counts the processes of the job from 0, ``processes`` is their number (torchrun's
-    world size), ``device`` this process's device.
+    world size), ``device`` this process's device, ``peers`` the other processes of the job.
     """
 
     rank: int
     processes: int
     device: torch.device
     sync_batchnorm: bool = False
+
+    def end_stopped_peers(self) -> list[int]:
+        """Kill the processes of the job stopped on this machine now (after a collective
+        operation timed out waiting for them, see :mod:`d2lhelpers.processes`); return the
+        ranks of all those this process has killed."""
+        return _watch.end_stopped() if _watch is not None else []
 
     @property
     def is_main(self) -> bool:
@@ -284,10 +293,32 @@ def start(
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
-    return Parallel(dist.get_rank(), dist.get_world_size(), device, sync_batchnorm)
+    rank, processes = dist.get_rank(), dist.get_world_size()
+    _watch_peers(rank, processes, timeout)
+    return Parallel(rank, processes, device, sync_batchnorm)
+
+
+def _watch_peers(rank: int, processes: int, timeout: float) -> None:
+    """Learn who the other processes are, and watch those on this machine: one stopped for
+    longer than ``timeout`` is killed (:class:`~d2lhelpers.processes.StoppedPeerWatch`)."""
+    global _watch
+    everyone: list[ProcessId | None] = [None] * processes
+    dist.all_gather_object(everyone, this_process())
+    peers = {r: p for r, p in enumerate(everyone) if r != rank and p and on_this_machine(p)}
+    _close_watch()
+    _watch = StoppedPeerWatch(peers, after=timeout) if peers else None
+
+
+def _close_watch() -> None:
+    global _watch
+    if _watch is not None:
+        _watch.close()
+        _watch = None
 
 
 def stop() -> None:
-    """Leave the job (destroy the process group), if this process joined one."""
+    """Leave the job (destroy the process group, end the watch of its stopped processes), if
+    this process joined one."""
+    _close_watch()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -3,7 +3,8 @@
 Environment variables that only the tests set (the user's command has no such options):
 
 * ``D2LHELPERS_TEST_FAIL=RANK:BATCHES:MODE``: that rank fails after that many batches, by
-  exiting (``exit``, status 3), raising (``raise``) or hanging (``hang``);
+  exiting (``exit``, status 3), raising (``raise``), hanging (``hang``) or stopping itself
+  (``stop``: SIGSTOP, after printing the time);
 * ``D2LHELPERS_TEST_SAVE_EVERY_RANK=PATH``: every rank saves its trained weights to
   ``PATH.rank<k>``.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 import time
 
@@ -37,6 +39,9 @@ def failing_after(batches: int, mode: str):
             os._exit(3)
         if mode == "hang":
             time.sleep(3600)
+        if mode == "stop":
+            print(f"rank {RANK}: stopping at {time.time():.3f}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGSTOP)
         raise RuntimeError(f"rank {RANK} fails after {done} batches, as the test asked")
 
     return on_batch

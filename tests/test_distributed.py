@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -364,3 +366,16 @@ def test_a_rank_that_hangs_ends_the_job_after_the_timeout(tiny_workspace, tmp_pa
         "rank 0 of 2 stops: another process of the job failed, left or did not answer within "
         "--timeout (8 s)" in output
     ), output
+
+
+@pytest.mark.slow
+def test_a_rank_that_is_stopped_ends_the_job_within_the_timeout(tiny_workspace, tmp_path) -> None:
+    """A rank stopped with SIGSTOP ignored torchrun's SIGTERM, and the job ended 30 s after the
+    timeout (torchrun's grace period); now its peer kills it when the timeout finds it."""
+    output, code = _failing_job(tiny_workspace, tmp_path, "stop")
+    ended = time.time()
+    assert code != 0, output
+    assert "Killed rank 1, which was stopped." in output, output
+    stopped = float(re.search(r"rank 1: stopping at ([0-9.]+)", output).group(1))
+    print(f"from the stop to the job's end: {ended - stopped:.1f} s (--timeout 8)")
+    assert ended - stopped < 8 + 15, output  # --timeout 8; torchrun's grace alone is 30 s
