@@ -8,8 +8,8 @@ panel is opened in JupyterLab 4 (``--front-end lab``) or in the classic Notebook
 * 运行 then 停止, three times (the third after reloading the page): each sweep must say 已停止
   within :data:`STOP_SECONDS` of the click, and 运行 must be usable again;
 * the photo panel: an upload shows the photo at most 320 px wide with its prediction in view,
-  the same file uploaded again is classified again, a quoted path works, and the upload
-  button's tooltip is not "null".
+  the same file uploaded again is classified again, a quoted path works, the upload button has
+  a tooltip, and no widget's tooltip reads "null" or "undefined".
 
 The front end runs from its own environment (``--jupyter``: its ``jupyter`` command; it needs
 ``jupyterlab`` 4 with the ``jupyterlab_widgets`` that goes with the kernel's ipywidgets 8, or
@@ -184,11 +184,23 @@ def wait_for_server(base: str, server: subprocess.Popen, seconds: float = 60) ->
 
 def add_font(page: Page) -> None:
     """The package's Chinese font for the page's text, so that the screenshots are readable
-    on a machine without a CJK font (the book ships it the same way)."""
+    on a machine without a CJK font (the book ships it the same way). Added as each page
+    loads, before anything is drawn: text drawn before the font arrives kept its empty boxes."""
     data = base64.b64encode(FONT_PATH.read_bytes()).decode()
-    page.add_style_tag(
-        content=f"@font-face {{font-family: D2lhelpersSC; src: url(data:font/otf;base64,{data})}}"
-        " body, .jupyter-widgets {font-family: system-ui, sans-serif, D2lhelpersSC}"
+    sans, mono = "system-ui, sans-serif, D2lhelpersSC", "monospace, D2lhelpersSC"
+    css = (
+        f"@font-face {{font-family: D2lhelpersSC; src: url(data:font/otf;base64,{data})}}"
+        # JupyterLab's fonts are variables; the widgets' labels set theirs in narrower rules
+        # (the icons, <i>, keep Font Awesome)
+        f" :root {{--jp-ui-font-family: {sans}; --jp-content-font-family: {sans};"
+        f" --jp-widgets-font-family: {sans}; --jp-code-font-family: {mono}}}"
+        f" body, .jupyter-widgets, .jupyter-widgets :not(i) {{font-family: {sans} !important}}"
+        f" .CodeMirror, .cm-content, pre, code {{font-family: {mono}}}"
+    )
+    page.add_init_script(
+        "document.addEventListener('DOMContentLoaded', () => {"
+        " const style = document.createElement('style');"
+        f" style.textContent = {json.dumps(css)}; document.head.appendChild(style); }})"
     )
 
 
@@ -261,12 +273,20 @@ WATCH_JS = (  # count the changes of the prediction's element from now on
 )
 
 
+BAD_TITLES_JS = (  # the text of each visible widget element whose tooltip names a missing value
+    "() => [...document.querySelectorAll('.jupyter-widgets [title]')].filter(e =>"
+    " e.checkVisibility() && ['null', 'undefined'].includes(e.title)).map(e => e.innerText)"
+)
+
+
 def photo_panel(page: Page, checks: Checks, folder: Path, shots: Path) -> None:
-    """An upload, the same file again, a quoted path; the photo's size, the tooltip."""
+    """An upload, the same file again, a quoted path; the photo's size, the tooltips."""
     photo = folder / "photo.jpg"
     Image.new("RGB", (61, 76), (200, 60, 40)).save(photo)
     title = page.locator("button.widget-upload").get_attribute("title")
     checks.check(title not in (None, "", "null", "undefined"), f"upload tooltip: {title!r}")
+    bad = page.evaluate(BAD_TITLES_JS)
+    checks.check(not bad, f"no widget's tooltip reads null or undefined {bad}")
     upload(page, photo)
     checks.check(wait_text(page, "^预测：", 30), "an upload is classified")
     image, result = page.locator(".widget-image").last, page.get_by_text(re.compile("^预测："))
@@ -294,15 +314,14 @@ def read_path(page: Page, text: str) -> None:
 def check_panels(page: Page, checks: Checks, front_end: str, url: str, folder: Path) -> None:
     """The notebook run; three sweeps stopped (the third after a reload); the photo panel."""
     shots = SHOTS / front_end
+    add_font(page)
     run_all(page, url, front_end)
     button(page, "运行").wait_for(timeout=START_SECONDS * 1000)
-    add_font(page)
     sweep_and_stop(page, checks, "sweep-1", shots)
     sweep_and_stop(page, checks, "sweep-2", shots)
     save(page, front_end)
     page.reload()
     button(page, "运行").wait_for(timeout=120_000)
-    add_font(page)
     sweep_and_stop(page, checks, "sweep-3-after-reload", shots)
     photo_panel(page, checks, folder, shots)
 

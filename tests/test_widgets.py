@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from d2lhelpers.book.sweep_plots import format_lr, live_figure, summary_figure
+from d2lhelpers.book.tooltips import TOOLTIP_TRAIT
 from d2lhelpers.book.widgets import BUSY_TEXT, FEATURES_TEXT, SweepPanel
 from d2lhelpers.sweep import RECORD_FIELDS, Sweeper, SweepSetting, records_of
 from d2lhelpers.train import EpochStats, History
@@ -199,6 +200,22 @@ def test_ipywidgets_version(version: str, record_property: Callable) -> None:
     record_property("ipywidgets", version)
     print(f"ipywidgets {version}")
     assert version.split(".")[0] in ("7", "8")
+
+
+def test_every_described_control_has_a_tooltip() -> None:
+    """ipywidgets 8 titles a label without a tooltip "null", shown on hovering it; 7.x calls
+    the trait description_tooltip."""
+    panel = SweepPanel(FakeSweeper())
+    described = [w for w in _descendants(panel.widget) if getattr(w, "description", "")]
+    controls = [w for w in described if not isinstance(w, ipywidgets.Button)]
+    assert len(controls) == 8  # 3 sliders, the multipliers, 3 boxes, the bar
+    for control in controls:
+        assert getattr(control, TOOLTIP_TRAIT), control.description
+
+
+def _descendants(widget: ipywidgets.Widget) -> list[ipywidgets.Widget]:
+    children = getattr(widget, "children", ())
+    return [widget, *(w for child in children for w in _descendants(child))]
 
 
 def test_controls_and_display(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -402,6 +419,31 @@ def test_stop_clicked_within_a_progress_callback() -> None:
     assert statuses(panel) == ["stopped"]
     assert "已停止：2 次运行中完成 0 次，第 1 次运行已停止，其余 1 次未运行" in status(panel)
     assert idle(panel)
+
+
+def test_the_bar_of_a_stopped_sweep_stays_where_it_stopped() -> None:
+    """Stopped after batch 2 of the first run's 12: the bar shows 2/12 of a run, not a run
+    done, says where, and turns orange; a sweep that ran to its end turns green."""
+    fake = FakeSweeper()
+    panel = SweepPanel(fake)
+    fake.after_batch = lambda run, done, total: (run, done) == (0, 2) and panel.stop_button.click()
+    panel.multipliers.value = (1, 2)
+    click_run(panel)
+    assert panel.progress.value == pytest.approx(2 / 12)
+    assert panel.progress_text.value == "第 1/2 次运行：停在批量 2/12"
+    assert panel.progress.bar_style == "warning"
+    fake.after_batch = None
+    click_run(panel)
+    assert (panel.progress.value, panel.progress.bar_style) == (2, "success")
+    panel.clear_button.click()
+    assert (panel.progress.value, panel.progress.bar_style) == (0, "")
+
+
+def test_the_bar_of_a_failed_sweep_is_red() -> None:
+    panel = SweepPanel(FakeSweeper(fail_after=1))
+    panel.multipliers.value = (1, 2)
+    click_run(panel)
+    assert (panel.progress.value, panel.progress.bar_style) == (1, "danger")
 
 
 def test_stop_click_after_the_sweep_is_ignored() -> None:

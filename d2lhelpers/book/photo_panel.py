@@ -43,6 +43,7 @@ from ..photo import (
 )
 from .cam_plots import photo_overlay
 from .labels import class_label
+from .tooltips import tooltip
 
 DISPLAY_SIDE = 320  # the longer side of the photo shown in the panel, in pixels at most
 MAX_ENLARGE = 2  # a small photo is shown at most this many times its size
@@ -193,6 +194,7 @@ class PhotoPanel:
         self.address = widgets.Text(
             value="", placeholder="图片文件的路径，或 http(s) 网址", description="路径或网址",
             style={"description_width": "initial"}, layout=widgets.Layout(width="28em"),
+            **tooltip("图片文件的路径，或 http(s) 网址；填好后点“识别”"),
         )  # fmt: skip
         self.button = widgets.Button(
             description="识别", button_style="primary", tooltip="识别左边路径或网址处的照片"
@@ -204,6 +206,7 @@ class PhotoPanel:
         self.cam = widgets.Checkbox(
             value=bool(gradcam), description=CAM_TEXT, indent=False,
             layout=widgets.Layout(width="auto"),
+            **tooltip("在照片上叠加热力图：越红的区域，对预测的类别贡献越大"),
         )  # fmt: skip
         self.cam.observe(self._on_cam, names="value")
         counter = "_counter" if self.upload.has_trait("_counter") else "value"  # 7.x or 8.x

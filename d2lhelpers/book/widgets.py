@@ -42,6 +42,7 @@ from .sweep_plots import (
     results_table,
     summary_figure,
 )
+from .tooltips import tooltip
 
 DEFAULT_LEARNING_RATE = CHAPTER_SETTINGS["real"]["finetune_lr"]  # d2l's, for the mean loss
 DEFAULT_MULTIPLIERS = (1, 10)
@@ -128,34 +129,45 @@ class SweepPanel:
         self.learning_rate = widgets.FloatLogSlider(
             value=learning_rate, base=10, min=low, max=high, step=0.1, readout=False,
             description="基础学习率 η", continuous_update=False, style=style,
+            **tooltip("主干各层的学习率 η；输出层的学习率是 η 乘以所选的倍数"),
         )  # fmt: skip
         self.learning_rate_readout = widgets.Label(value=format_lr(learning_rate))
         chosen = tuple(m for m in multipliers if m in DEFAULT_MULTIPLIERS) or tuple(multipliers[:1])
         self.multipliers = widgets.SelectMultiple(
             options=[(f"{m:g}", m) for m in multipliers], value=chosen,
             rows=min(len(multipliers), 7), description="输出层倍数", style=style,
+            **tooltip("输出层的学习率是 η 的几倍；按住 Ctrl 或 Shift 可多选，每个倍数各训练一次"),
         )  # fmt: skip
         self.epochs = widgets.IntSlider(
             value=epochs, min=EPOCH_RANGE[0], max=EPOCH_RANGE[1], description="迭代周期",
-            continuous_update=False, style=style,
+            continuous_update=False, style=style, **tooltip("每次运行训练的迭代周期数"),
         )  # fmt: skip
         self.seeds = widgets.IntSlider(
             value=seeds, min=SEED_RANGE[0], max=SEED_RANGE[1], description="种子数",
             continuous_update=False, style=style,
+            **tooltip("每个设置用几个随机种子各训练一次：结果之间的差别是种子之间的波动"),
         )  # fmt: skip
-        self.freeze_body = widgets.Checkbox(value=False, description="冻结主干", indent=False)
-        self.augment = widgets.Checkbox(value=True, description="数据增广", indent=False)
+        self.freeze_body = widgets.Checkbox(
+            value=False, description="冻结主干", indent=False,
+            **tooltip("只训练输出层，主干保持源模型的参数（这时不做数据增广）"),
+        )  # fmt: skip
+        self.augment = widgets.Checkbox(
+            value=True, description="数据增广", indent=False,
+            **tooltip("训练时随机裁剪、翻转图像"),
+        )  # fmt: skip
         self.init_hotdog_row = widgets.Checkbox(
-            value=False, description="用源模型的热狗类初始化输出层", indent=False
-        )
+            value=False, description="用源模型的热狗类初始化输出层", indent=False,
+            **tooltip("输出层的“热狗”一行取自源模型热狗类的权重，另一行取它的相反数"),
+        )  # fmt: skip
         self.run_button = widgets.Button(description="运行", button_style="primary", icon="play")
         self.stop_button = widgets.Button(
             description="停止", button_style="warning", icon="stop", disabled=True
         )
         self.clear_button = widgets.Button(description="清除", icon="trash")
         self.progress = widgets.FloatProgress(
-            value=0, min=0, max=1, description="进度", style=style
-        )
+            value=0, min=0, max=1, description="进度", style=style,
+            **tooltip("这次扫描已完成的运行：每次运行一格"),
+        )  # fmt: skip
         self.progress_text = widgets.Label(value="")
         self.status = widgets.HTML(value="")
         self.live_plot = _image()
@@ -284,7 +296,7 @@ class SweepPanel:
                        "settings": settings, "current": 0, "batches": (0, 0),
                        "records": []}  # fmt: skip
         self.progress.value, self.progress.max = 0, len(settings)
-        self.progress_text.value = ""
+        self.progress.bar_style, self.progress_text.value = "", ""
         self._announce(0)
         records = self.sweeper.run(  # numbered from 0: _merge places them after earlier clicks
             settings, on_run=self._on_run, progress=False, on_progress=self._on_progress,
@@ -302,9 +314,23 @@ class SweepPanel:
             finally:  # the panel is usable again even if a figure failed
                 if text:
                     self._show_status(text, error=error)
+                self.progress.bar_style = self._bar_style(error)
                 self._click = {}
                 self._running = False
                 self._set_buttons()
+
+    def _bar_style(self, error: bool) -> str:
+        """The bar's colour at a sweep's end: red for an error, orange when it was stopped or
+        interrupted before its last run ended, green when every run ended; none before a sweep
+        began."""
+        if not self._click:
+            return ""
+        if error:
+            return "danger"
+        finals = [r for r in final_records(self.records) if r["run"] >= self._click["offset"]]
+        ended = len(finals) == len(self._click["settings"])
+        broken = any(status_kind(r["status"]) in ("stopped", "interrupted") for r in finals)
+        return "warning" if broken or not ended else "success"
 
     def stop(self, _button: widgets.Button | None = None) -> None:
         """The Stop button: end the sweep after the current batch (see the class docstring)."""
@@ -321,7 +347,7 @@ class SweepPanel:
             return
         self.records, self._next_run = [], 0
         self.progress.value = 0
-        self.progress_text.value = ""
+        self.progress.bar_style, self.progress_text.value = "", ""
         self.status.value = self.table.value = ""
         self._error = False
         for image in (self.live_plot, self.summary_plot):
@@ -372,10 +398,17 @@ class SweepPanel:
         run = self._click["done"]
         self._click["done"] += 1
         self._merge(records)
-        self.progress.value = min(self._click["done"], self.progress.max)
-        _set_png(self.live_plot, self._png(live_figure(self.records)))
         finals = [r for r in records if r["run"] == run]
-        if finals and status_kind(finals[-1]["status"]) == "interrupted":
+        kind = status_kind(finals[-1]["status"]) if finals else "ok"
+        if kind in ("stopped", "interrupted"):  # the bar stays where the run ended
+            done, total = self._click["batches"]
+            runs = len(self._click["settings"])
+            self.progress.value = min(run + done / max(total, 1), runs)
+            self.progress_text.value = f"第 {run + 1}/{runs} 次运行：停在批量 {done}/{total}"
+        else:
+            self.progress.value = min(self._click["done"], self.progress.max)
+        _set_png(self.live_plot, self._png(live_figure(self.records)))
+        if kind == "interrupted":
             self._click["current"] = None
             raise KeyboardInterrupt
         self._announce(run + 1)
