@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from d2lhelpers import processes
 from d2lhelpers.processes import (
     ProcessId,
     StoppedPeerWatch,
@@ -88,6 +90,28 @@ def test_the_watch_spares_a_running_peer_and_one_stopped_briefly(sleeper) -> Non
         child.send_signal(signal.SIGCONT)
         time.sleep(1.5)  # longer than ``after`` in all, never stopped that long at once
         assert child.poll() is None and watch.ended == []
+    finally:
+        watch.close()
+
+
+def test_time_the_watch_itself_was_stopped_is_not_counted(sleeper, monkeypatch) -> None:
+    """Its clock jumps 1000 s between two looks (as when Ctrl-Z stopped the whole job, the
+    watch's process too): that gap counts as two intervals, not as 1000 s of the peer being
+    stopped. With looks every 0.2 s and a limit of 1 s, the peer is killed at about 1 s, not
+    at the jump (0.4 s)."""
+    child, peer = sleeper
+    child.send_signal(signal.SIGSTOP)
+    assert _wait_for(lambda: is_stopped(peer))
+    calls = iter(range(10**6))  # the watch's: its start, then one per look
+    clock = types.SimpleNamespace(monotonic=lambda: time.monotonic() + 1000 * (next(calls) >= 2))
+    monkeypatch.setattr(processes, "time", clock)
+    begun = time.perf_counter()
+    watch = StoppedPeerWatch({1: peer}, after=1.0, interval=0.2)
+    try:
+        time.sleep(0.7 - (time.perf_counter() - begun))
+        assert child.poll() is None and watch.ended == []
+        assert child.wait(timeout=10) == -signal.SIGKILL
+        assert watch.ended == [1]
     finally:
         watch.close()
 
