@@ -81,7 +81,8 @@ class StoppedPeerWatch:
     """A daemon thread that kills (SIGKILL) each of ``peers`` (processes by name, such as their
     ranks) that has been stopped (:func:`is_stopped`) for longer than ``after`` seconds,
     looking every ``interval`` seconds. :meth:`end_stopped` kills those stopped now, however
-    long; ``ended`` lists the names of those killed; :meth:`close` ends the watch.
+    long; ``ended`` lists the names of those killed; :meth:`close` (or leaving a ``with``
+    block) ends the watch.
 
     Time during which the watch itself was stopped is not counted: after Ctrl-Z stops the
     whole job, a peer that resumes a moment later than this process is not taken for stopped.
@@ -133,3 +134,9 @@ class StoppedPeerWatch:
         """End the watch (it kills nobody afterwards)."""
         self._closed.set()
         self._thread.join()
+
+    def __enter__(self) -> StoppedPeerWatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -71,27 +71,21 @@ def test_another_process_with_the_same_pid_or_another_machine_is_not_taken(sleep
 
 def test_the_watch_kills_a_peer_stopped_for_longer_than_its_time(sleeper) -> None:
     child, peer = sleeper
-    watch = StoppedPeerWatch({1: peer}, after=0.3, interval=0.05)
-    try:
+    with StoppedPeerWatch({1: peer}, after=0.3, interval=0.05) as watch:
         child.send_signal(signal.SIGSTOP)
         assert child.wait(timeout=10) == -signal.SIGKILL
         assert watch.ended == [1]
-    finally:
-        watch.close()
 
 
 def test_the_watch_spares_a_running_peer_and_one_stopped_briefly(sleeper) -> None:
     child, peer = sleeper
-    watch = StoppedPeerWatch({1: peer}, after=1.0, interval=0.05)
-    try:
+    with StoppedPeerWatch({1: peer}, after=1.0, interval=0.05) as watch:
         time.sleep(0.3)
         child.send_signal(signal.SIGSTOP)
         time.sleep(0.3)
         child.send_signal(signal.SIGCONT)
         time.sleep(1.5)  # longer than ``after`` in all, never stopped that long at once
         assert child.poll() is None and watch.ended == []
-    finally:
-        watch.close()
 
 
 def test_time_the_watch_itself_was_stopped_is_not_counted(sleeper, monkeypatch) -> None:
@@ -106,28 +100,22 @@ def test_time_the_watch_itself_was_stopped_is_not_counted(sleeper, monkeypatch) 
     clock = types.SimpleNamespace(monotonic=lambda: time.monotonic() + 1000 * (next(calls) >= 2))
     monkeypatch.setattr(processes, "time", clock)
     begun = time.perf_counter()
-    watch = StoppedPeerWatch({1: peer}, after=1.0, interval=0.2)
-    try:
-        time.sleep(0.7 - (time.perf_counter() - begun))
+    with StoppedPeerWatch({1: peer}, after=1.0, interval=0.2) as watch:
+        time.sleep(max(0.0, 0.7 - (time.perf_counter() - begun)))
         assert child.poll() is None and watch.ended == []
         assert child.wait(timeout=10) == -signal.SIGKILL
         assert watch.ended == [1]
-    finally:
-        watch.close()
 
 
 def test_end_stopped_kills_a_stopped_peer_at_once(sleeper) -> None:
     child, peer = sleeper
-    watch = StoppedPeerWatch({3: peer}, after=3600, interval=3600)
-    try:
+    with StoppedPeerWatch({3: peer}, after=3600, interval=3600) as watch:
         assert watch.end_stopped() == []  # running: spared
         child.send_signal(signal.SIGSTOP)
         assert _wait_for(lambda: is_stopped(peer))
         assert watch.end_stopped() == [3]
         assert child.wait(timeout=10) == -signal.SIGKILL
         assert watch.end_stopped() == [3]  # killed once, listed once
-    finally:
-        watch.close()
 
 
 def test_a_closed_watch_kills_nobody(sleeper) -> None:
