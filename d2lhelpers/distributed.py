@@ -172,7 +172,7 @@ class Parallel:
     """This process in a data-parallel job (see the module docstring); :func:`start` makes it.
 
     ``rank`` counts the processes of the job from 0, ``processes`` is their number (torchrun's
-    world size), ``device`` this process's device, ``peers`` the other processes of the job.
+    world size), ``device`` this process's device.
     """
 
     rank: int
