@@ -166,7 +166,7 @@ class SweepPanel:
         self.clear_button = widgets.Button(description="清除", icon="trash")
         self.progress = widgets.FloatProgress(
             value=0, min=0, max=1, description="进度", style=style,
-            **tooltip("这次扫描已完成的运行：每次运行一格"),
+            **tooltip("这次扫描的进度：每次运行占一段，随批量前进"),
         )  # fmt: skip
         self.progress_text = widgets.Label(value="")
         self.status = widgets.HTML(value="")
