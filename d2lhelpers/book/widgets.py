@@ -327,10 +327,15 @@ class SweepPanel:
             return ""
         if error:
             return "danger"
-        finals = [r for r in final_records(self.records) if r["run"] >= self._click["offset"]]
-        ended = len(finals) == len(self._click["settings"])
-        broken = any(status_kind(r["status"]) in ("stopped", "interrupted") for r in finals)
+        kinds = self._click_kinds()
+        ended = len(kinds) == len(self._click["settings"])
+        broken = any(kind in ("stopped", "interrupted") for kind in kinds)
         return "warning" if broken or not ended else "success"
+
+    def _click_kinds(self) -> list[str]:
+        """The status kind (:func:`status_kind`) of each run of this click that has ended."""
+        offset = self._click["offset"]
+        return [status_kind(r["status"]) for r in final_records(self.records) if r["run"] >= offset]
 
     def stop(self, _button: widgets.Button | None = None) -> None:
         """The Stop button: end the sweep after the current batch (see the class docstring)."""
@@ -388,9 +393,14 @@ class SweepPanel:
         if done < total and now - self._last_update < self.update_interval:
             return
         self._last_update = now
-        run, runs = click["done"], len(click["settings"])
+        self._move_bar(click["done"], done, total, "批量")
+
+    def _move_bar(self, run: int, done: int, total: int, where: str) -> None:
+        """The bar at batch ``done`` of ``total`` in run ``run`` of this click; the text names
+        the run and, after ``where``, the batch."""
+        runs = len(self._click["settings"])
         self.progress.value = min(run + done / max(total, 1), runs)
-        self.progress_text.value = f"第 {run + 1}/{runs} 次运行：批量 {done}/{total}"
+        self.progress_text.value = f"第 {run + 1}/{runs} 次运行：{where} {done}/{total}"
 
     def _on_run(self, records: list[dict]) -> None:
         """After each run: keep its records, advance the bar, redraw the live figure. A run the
@@ -401,10 +411,7 @@ class SweepPanel:
         finals = [r for r in records if r["run"] == run]
         kind = status_kind(finals[-1]["status"]) if finals else "ok"
         if kind in ("stopped", "interrupted"):  # the bar stays where the run ended
-            done, total = self._click["batches"]
-            runs = len(self._click["settings"])
-            self.progress.value = min(run + done / max(total, 1), runs)
-            self.progress_text.value = f"第 {run + 1}/{runs} 次运行：停在批量 {done}/{total}"
+            self._move_bar(run, *self._click["batches"], "停在批量")
         else:
             self.progress.value = min(self._click["done"], self.progress.max)
         _set_png(self.live_plot, self._png(live_figure(self.records)))
@@ -446,9 +453,8 @@ class SweepPanel:
 
     def _done_text(self, seconds: float) -> str:
         """What this click did: its runs, those that diverged, and where it stopped."""
-        offset, runs = self._click["offset"], len(self._click["settings"])
-        finals = [r for r in final_records(self.records) if r["run"] >= offset]
-        kinds = [status_kind(r["status"]) for r in finals]
+        runs = len(self._click["settings"])
+        kinds = self._click_kinds()
         diverged = kinds.count("diverged")
         extra = f"，其中 {diverged} 次发散" if diverged else ""
         ended = next((k for k in kinds if k in ("stopped", "interrupted")), None)
@@ -456,8 +462,8 @@ class SweepPanel:
         if ended is None:
             return f"完成：{runs} 次运行{extra}，{took}。"
         word = status_word(ended)
-        finished = len(finals) - 1
-        skipped = runs - len(finals)
+        finished = len(kinds) - 1
+        skipped = runs - len(kinds)
         text = f"{word}：{runs} 次运行中完成 {finished} 次{extra}，第 {finished + 1} 次运行{word}"
         text += f"，其余 {skipped} 次未运行" if skipped else ""
         return text + f"，{took}。"
