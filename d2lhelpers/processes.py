@@ -15,6 +15,7 @@ namespace: two containers on one host are two machines here), its pid, and its s
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -41,6 +42,7 @@ def this_process() -> ProcessId:
     return ProcessId(_this_machine(), pid, _stat(pid)[1])
 
 
+@functools.cache  # read once: the watch asks every second
 def _this_machine() -> str | None:
     """Host name, boot id and PID namespace, or None where ``/proc`` has no boot id or
     namespace (not Linux)."""
